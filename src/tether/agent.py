@@ -1,0 +1,179 @@
+"""`Agent`: the facade users hold. It declares; the loop runs.
+
+An agent resolves its declaration (model names, tools, output type, policy) into a
+`RunSpec` once, on first use, and reuses it for every run: schemas, validators and the
+policy onion are built once, not per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from tether.effects import Effects
+from tether.errors import ConfigError
+from tether.loop import Event, RunSpec, run_loop
+from tether.messages import Message, ModelSettings, RunResult
+from tether.models import Model, infer_model
+from tether.observe import LogEffects
+from tether.policy import Policy
+from tether.settings import get_settings
+from tether.tools import OUTPUT_TOOL_NAME, OutputTool, Tool, ToolSet
+
+__all__ = ["Agent"]
+
+
+class Agent:
+    """An agent: a model, instructions, tools, an output type and a policy.
+
+    Args:
+        model: A name (`"openai:gpt-4.1-mini"`, `"anthropic:claude-haiku-4-5"`,
+            `"local"`), a `Model`, or `None` for the configured default (`local` when
+            no API key is set).
+        instructions: The system prompt.
+        tools: `@tool` functions, or plain callables (wrapped with defaults).
+        output: The type of the final answer; `str` (default) for free text, or a
+            pydantic model (or any type pydantic can validate), re-asked when invalid.
+        policy: Step limit, usage limits, output retries, extra effect policies.
+        model_settings: Sampling settings (max_tokens, temperature, ...).
+        name: Shown in logs and run records; defaults to `"agent"`.
+
+    Example:
+        ```python
+        agent = Agent(model="local", instructions="Be brief.", tools=[get_weather])
+        result = await agent.run("What's the weather in Paris?")
+        print(result.output, result.usage, result.cost_usd)
+        ```
+    """
+
+    def __init__(
+        self,
+        model: Model | str | None = None,
+        *,
+        instructions: str | None = None,
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        output: Any = str,
+        policy: Policy | None = None,
+        model_settings: ModelSettings | None = None,
+        name: str = "agent",
+    ) -> None:
+        if model is not None and not isinstance(model, Model | str):
+            raise ConfigError(
+                f"model must be a name like 'openai:gpt-4.1-mini' or a Model, got {model!r}"
+            )
+        self.model = model
+        self.instructions = instructions
+        self.tools = ToolSet(tools)
+        if OUTPUT_TOOL_NAME in self.tools:
+            raise ConfigError(f"the tool name {OUTPUT_TOOL_NAME!r} is reserved for the output")
+        self.output_type = output
+        self._output = None if output is str else OutputTool(output)
+        self.policy = policy or Policy()
+        self.model_settings = model_settings or ModelSettings()
+        self.name = name
+        self._specs: dict[str | None, RunSpec] = {}
+
+    def spec(self, model: Model | str | None = None) -> RunSpec:
+        """The resolved run spec for this agent (and an optional model override), cached."""
+        key = model.name if isinstance(model, Model) else model
+        found = self._specs.get(key)
+        if found is None:
+            resolved = infer_model(model if model is not None else self.model)
+            settings = self.model_settings
+            if settings.timeout is None:
+                settings = settings.model_copy(update={"timeout": get_settings().model_timeout})
+            effects = Effects(resolved, self.tools, [LogEffects(), *self.policy.layers()])
+            found = RunSpec(
+                name=self.name,
+                model_name=resolved.name,
+                effects=effects,
+                tools=self.tools,
+                instructions=self.instructions,
+                output=self._output,
+                settings=settings,
+                max_steps=self.policy.max_steps,
+                output_retries=self.policy.output_retries,
+            )
+            self._specs[key] = found
+        return found
+
+    async def run(
+        self,
+        prompt: str,
+        *,
+        user: str | None = None,
+        deps: Any = None,
+        history: list[Message] | None = None,
+        run_id: str | None = None,
+        model: Model | str | None = None,
+    ) -> RunResult:
+        """Run to a final answer.
+
+        Args:
+            prompt: The user's message.
+            user: Who the run is for (logs, limits and budgets are kept per user).
+            deps: Anything your tools need; they get it as `ctx.deps`.
+            history: Earlier messages (e.g. `previous.messages`) to continue from.
+            run_id: Your own id for the run; a random one by default.
+            model: Use this model instead of the agent's for this run.
+
+        Raises:
+            MaxStepsExceeded, UsageLimitExceeded, OutputValidationError: with the partial
+                run on `.result`.
+            ModelError: a model call failed and no policy absorbed it.
+        """
+        return await run_loop(
+            self.spec(model), prompt, run_id=run_id, user=user, deps=deps, history=history
+        )
+
+    def run_sync(self, prompt: str, **kwargs: Any) -> RunResult:
+        """`run` for code without an event loop (scripts, notebooks without one)."""
+        return asyncio.run(self.run(prompt, **kwargs))
+
+    async def stream(
+        self,
+        prompt: str,
+        *,
+        user: str | None = None,
+        deps: Any = None,
+        history: list[Message] | None = None,
+        run_id: str | None = None,
+        model: Model | str | None = None,
+    ) -> AsyncIterator[Event]:
+        """Run, yielding events as they happen: `RunStarted`, `StepStarted`, `TextDelta`,
+        `ModelResponded`, `ToolCalled`, `ToolReturned`, and last `RunCompleted`.
+
+        A run that stops raises its error from the iterator, after the events so far.
+        """
+        spec = self.spec(model)
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        task = asyncio.create_task(
+            run_loop(
+                spec,
+                prompt,
+                run_id=run_id,
+                user=user,
+                deps=deps,
+                history=history,
+                sink=queue.put_nowait,
+            )
+        )
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Close the models this agent opened (their HTTP connections)."""
+        for spec in self._specs.values():
+            await spec.effects.close()
+        self._specs.clear()
+
+    def __repr__(self) -> str:
+        return f"Agent(name={self.name!r}, model={self.model!r}, tools={len(self.tools)})"

@@ -1,0 +1,367 @@
+"""The control loop: the only place that decides what happens next.
+
+    while not done:
+        response = await effects.model(request)
+        if no tool calls: finish (validate the output, re-ask if it is bad)
+        results = await effects.tool(call) for each call, concurrently
+
+It takes a resolved `RunSpec`, never an `Agent`, and never knows whether effects run in
+memory or durably: that is decided by the policies inside `spec.effects`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tether.effects import Effects
+from tether.errors import (
+    MaxStepsExceeded,
+    OutputValidationError,
+    RunStopped,
+    ToolError,
+    UsageLimitExceeded,
+)
+from tether.messages import (
+    AssistantMessage,
+    Message,
+    ModelEffect,
+    ModelRequest,
+    ModelResponse,
+    ModelSettings,
+    RunResult,
+    RunState,
+    RunStatus,
+    SystemMessage,
+    ToolCall,
+    ToolDefinition,
+    ToolEffect,
+    ToolResult,
+    Usage,
+    UserMessage,
+)
+from tether.models.pricing import cost_of
+from tether.observe import enabled, get_logger
+from tether.tools import OUTPUT_TOOL_NAME, OutputTool, ToolSet
+
+__all__ = [
+    "Event",
+    "ModelResponded",
+    "RunCompleted",
+    "RunSpec",
+    "RunStarted",
+    "StepStarted",
+    "TextDelta",
+    "ToolCalled",
+    "ToolReturned",
+    "run_loop",
+]
+
+
+# --- events, yielded by Agent.stream in the order they happen ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    run_id: str
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted:
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the model's text, as the provider streams it."""
+
+    step: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResponded:
+    step: int
+    response: ModelResponse
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCalled:
+    step: int
+    call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class ToolReturned:
+    step: int
+    result: ToolResult
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunCompleted:
+    result: RunResult
+
+
+Event = (
+    RunStarted | StepStarted | TextDelta | ModelResponded | ToolCalled | ToolReturned | RunCompleted
+)
+Sink = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """Everything a run needs, resolved once per agent (and model)."""
+
+    name: str
+    model_name: str
+    effects: Effects
+    tools: ToolSet
+    instructions: str | None
+    output: OutputTool | None
+    settings: ModelSettings
+    max_steps: int
+    output_retries: int
+
+    @property
+    def tool_definitions(self) -> list[ToolDefinition]:
+        if self.output is None:
+            return self.tools.definitions
+        return [*self.tools.definitions, self.output.definition]
+
+
+_STATUS: dict[type[RunStopped], RunStatus] = {
+    MaxStepsExceeded: "max_steps",
+    UsageLimitExceeded: "usage_limit",
+    OutputValidationError: "output_invalid",
+}
+
+
+class _Run:
+    """One run's mutable state; short-lived, holds only what the run needs."""
+
+    __slots__ = ("definitions", "messages", "output_attempts", "sink", "spec", "started", "state")
+
+    def __init__(self, spec: RunSpec, state: RunState, messages: list[Message], sink: Sink | None):
+        self.spec = spec
+        self.state = state
+        self.messages = messages
+        self.sink = sink
+        self.definitions = spec.tool_definitions
+        self.output_attempts = 0
+        self.started = time.perf_counter()
+
+    async def run(self) -> RunResult:
+        spec, state, sink = self.spec, self.state, self.sink
+        output = spec.output
+        tool_choice: Any = "required" if output is not None else "auto"
+        while True:
+            if state.step >= spec.max_steps:
+                raise MaxStepsExceeded(
+                    f"the run took {spec.max_steps} steps without a final answer; raise "
+                    "Policy(max_steps=...) or check the messages for a tool loop"
+                )
+            state.step += 1
+            step = state.step
+            if sink is not None:
+                sink(StepStarted(step))
+            response = await self._call_model(step, tool_choice)
+            message = response.message
+            self.messages.append(message)
+            calls = message.tool_calls
+            if output is not None:
+                final = self._final_output(output, message, calls)
+                if final is not _NO_OUTPUT:
+                    return self._finish(final)
+            elif not calls:
+                return self._finish(message.text)
+            if calls:
+                self.messages.extend(await self._call_tools(step, calls))
+
+    async def _call_model(self, step: int, tool_choice: Any) -> ModelResponse:
+        spec, state, sink = self.spec, self.state, self.sink
+        request = ModelRequest.model_construct(
+            messages=list(self.messages),
+            tools=self.definitions,
+            settings=spec.settings,
+            tool_choice=tool_choice if self.definitions else "none",
+        )
+        on_text = None
+        if sink is not None:
+            on_text = lambda text: sink(TextDelta(step, text))  # noqa: E731
+        started = time.perf_counter()
+        response: ModelResponse = await spec.effects.model(ModelEffect(state, request, on_text))
+        used, spent = response.usage, state.usage
+        state.usage = Usage.model_construct(
+            input_tokens=spent.input_tokens + used.input_tokens,
+            output_tokens=spent.output_tokens + used.output_tokens,
+            cached_tokens=spent.cached_tokens + used.cached_tokens,
+            requests=spent.requests + 1,
+            tool_calls=spent.tool_calls,
+        )
+        state.cost_usd += cost_of(response.model or spec.model_name, used)
+        if sink is not None:
+            sink(ModelResponded(step, response, time.perf_counter() - started))
+        return response
+
+    def _final_output(self, output: OutputTool, message: AssistantMessage, calls: list[ToolCall]) -> Any:
+        """The validated output if this response ends the run, else `_NO_OUTPUT`.
+
+        A bad final answer is answered with its validation error (as a tool result, or a
+        user message after plain text) and counted against `output_retries`.
+        """
+        final = next((c for c in calls if c.name == OUTPUT_TOOL_NAME), None)
+        if final is None and calls:
+            return _NO_OUTPUT  # ordinary tool calls: the loop runs them
+        try:
+            if final is not None:
+                return output.validate_call(final)
+            return output.validate_text(message.text)
+        except ToolError as exc:
+            self.output_attempts += 1
+            if self.output_attempts > self.spec.output_retries:
+                raise OutputValidationError(
+                    f"the final answer failed validation {self.output_attempts} times: {exc}"
+                ) from None
+            if final is None:
+                self.messages.append(UserMessage(content=str(exc)))
+            else:
+                # The other calls of this step still run; this one gets the error.
+                calls.remove(final)
+                self.messages.append(
+                    ToolResult(call_id=final.id, name=final.name, content=str(exc), status="error")
+                )
+            return _NO_OUTPUT
+
+    async def _call_tools(self, step: int, calls: list[ToolCall]) -> list[ToolResult]:
+        state = self.state
+        spent = state.usage
+        state.usage = Usage.model_construct(
+            input_tokens=spent.input_tokens,
+            output_tokens=spent.output_tokens,
+            cached_tokens=spent.cached_tokens,
+            requests=spent.requests,
+            tool_calls=spent.tool_calls + len(calls),
+        )
+        if len(calls) == 1:
+            return [await self._call_tool(step, 0, calls[0])]
+        outcomes = await asyncio.gather(
+            *(self._call_tool(step, i, call) for i, call in enumerate(calls)),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes  # type: ignore[return-value]
+
+    async def _call_tool(self, step: int, index: int, call: ToolCall) -> ToolResult:
+        sink = self.sink
+        if sink is not None:
+            sink(ToolCalled(step, call))
+        started = time.perf_counter()
+        try:
+            arguments = self.spec.tools.get(call).validate(call)
+            result: ToolResult = await self.spec.effects.tool(
+                ToolEffect(self.state, call, index, arguments)
+            )
+        except ToolError as exc:
+            result = ToolResult.model_construct(
+                call_id=call.id, name=call.name, content=str(exc), status="error"
+            )
+        if sink is not None:
+            sink(ToolReturned(step, result, time.perf_counter() - started))
+        return result
+
+    def _finish(self, output: Any) -> RunResult:
+        return self.result("completed", output=output)
+
+    def result(self, status: RunStatus, *, output: Any = None, error: str | None = None) -> RunResult:
+        state = self.state
+        return RunResult.model_construct(
+            run_id=state.run_id,
+            status=status,
+            output=output,
+            messages=self.messages,
+            usage=state.usage,
+            cost_usd=state.cost_usd,
+            steps=state.step,
+            duration_s=time.perf_counter() - self.started,
+            error=error,
+        )
+
+
+_NO_OUTPUT: Any = object()
+
+
+def _initial_messages(spec: RunSpec, prompt: str, history: list[Message] | None) -> list[Message]:
+    messages: list[Message] = list(history or ())
+    if spec.instructions and not any(isinstance(m, SystemMessage) for m in messages):
+        messages.insert(0, SystemMessage(content=spec.instructions))
+    messages.append(UserMessage(content=prompt))
+    return messages
+
+
+async def run_loop(
+    spec: RunSpec,
+    prompt: str,
+    *,
+    run_id: str | None = None,
+    user: str | None = None,
+    deps: Any = None,
+    history: list[Message] | None = None,
+    sink: Sink | None = None,
+) -> RunResult:
+    """Run `spec` on `prompt` to a final answer.
+
+    Raises a `RunStopped` subclass (`MaxStepsExceeded`, `UsageLimitExceeded`,
+    `OutputValidationError`) with the partial run on `.result` when it cannot finish;
+    a model error that no policy absorbed propagates with the partial run on `.result`.
+    """
+    state = RunState(run_id=run_id or uuid.uuid4().hex, agent=spec.name, user=user, deps=deps)
+    run = _Run(spec, state, _initial_messages(spec, prompt, history), sink)
+    logged = enabled(logging.INFO)
+    if logged:
+        get_logger().info(
+            "run.start", run_id=state.run_id, agent=spec.name, model=spec.model_name, user=user
+        )
+    if sink is not None:
+        sink(RunStarted(state.run_id, spec.name))
+    try:
+        result = await run.run()
+    except RunStopped as exc:
+        exc.result = run.result(_STATUS.get(type(exc), "failed"), error=str(exc))
+        _log_end(exc.result, logged)
+        raise
+    except Exception as exc:
+        partial = run.result("failed", error=f"{type(exc).__name__}: {exc}")
+        exc.result = partial  # type: ignore[attr-defined]
+        _log_end(partial, logged)
+        raise
+    _log_end(result, logged)
+    if sink is not None:
+        sink(RunCompleted(result))
+    return result
+
+
+def _log_end(result: RunResult, logged: bool) -> None:
+    if not logged:
+        return
+    get_logger().log(
+        logging.INFO if result.status == "completed" else logging.WARNING,
+        "run.end",
+        run_id=result.run_id,
+        status=result.status,
+        steps=result.steps,
+        input_tokens=result.usage.input_tokens,
+        output_tokens=result.usage.output_tokens,
+        cost_usd=round(result.cost_usd, 6),
+        duration_ms=round(result.duration_s * 1000, 3),
+        error=result.error,
+    )

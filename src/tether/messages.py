@@ -1,0 +1,295 @@
+"""Provider-neutral messages, tool calls, tool results, usage and run results.
+
+Adapters map these to and from each provider's wire format; the loop, policies and
+stores only ever see these types. They are pydantic models so a run can be dumped to
+JSON and loaded back exactly (`RunResult.model_dump_json()`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AssistantMessage",
+    "CallNext",
+    "Effect",
+    "EffectPolicy",
+    "ModelEffect",
+    "RunState",
+    "ToolEffect",
+    "Message",
+    "ModelRequest",
+    "ModelResponse",
+    "ModelSettings",
+    "RunResult",
+    "RunStatus",
+    "SystemMessage",
+    "TextPart",
+    "ToolCall",
+    "ToolDefinition",
+    "ToolResult",
+    "ToolStatus",
+    "Usage",
+    "UserMessage",
+]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Usage(BaseModel):
+    """Tokens and calls spent. Adds up with `+`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    """Input tokens served from the provider's prompt cache (a subset of `input_tokens`)."""
+    requests: int = 0
+    tool_calls: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage.model_construct(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            requests=self.requests + other.requests,
+            tool_calls=self.tool_calls + other.tool_calls,
+        )
+
+
+class SystemMessage(BaseModel):
+    """Instructions for the model."""
+
+    model_config = _FROZEN
+    role: Literal["system"] = "system"
+    content: str
+
+
+class UserMessage(BaseModel):
+    """What the user (or the runtime, on the user's behalf) says."""
+
+    model_config = _FROZEN
+    role: Literal["user"] = "user"
+    content: str
+
+
+class TextPart(BaseModel):
+    """Text the model wrote."""
+
+    model_config = _FROZEN
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolCall(BaseModel):
+    """The model asks for one tool call.
+
+    `arguments` is kept as the provider sent it: a JSON string (OpenAI-style) or an
+    object (Anthropic-style), so it can be sent back unchanged even when malformed.
+    """
+
+    model_config = _FROZEN
+    type: Literal["tool_call"] = "tool_call"
+    id: str
+    name: str
+    arguments: str | dict[str, Any] = Field(default_factory=dict)
+
+    def arguments_json(self) -> str:
+        """The arguments as a JSON string."""
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(self.arguments, separators=(",", ":"), ensure_ascii=False)
+
+    def arguments_dict(self) -> dict[str, Any]:
+        """The arguments as a dict. Raises `ValueError` if they are not a JSON object."""
+        if isinstance(self.arguments, dict):
+            return self.arguments
+        parsed = json.loads(self.arguments) if self.arguments.strip() else {}
+        if not isinstance(parsed, dict):
+            raise ValueError(f"tool arguments must be a JSON object, got {type(parsed).__name__}")
+        return parsed
+
+
+class AssistantMessage(BaseModel):
+    """What the model answered: text and tool calls, in the order it produced them."""
+
+    model_config = _FROZEN
+    role: Literal["assistant"] = "assistant"
+    parts: list[Annotated[TextPart | ToolCall, Field(discriminator="type")]] = Field(
+        default_factory=list
+    )
+
+    @property
+    def text(self) -> str:
+        """All text parts joined."""
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [p for p in self.parts if isinstance(p, ToolCall)]
+
+
+ToolStatus = Literal["ok", "error", "denied"]
+
+
+class ToolResult(BaseModel):
+    """The outcome of one tool call, as the model will see it.
+
+    `status` is `ok`, `error` (the model may correct its call) or `denied` (a permission
+    or confirmation refused it). `content` is the tool's output rendered as text.
+    """
+
+    model_config = _FROZEN
+    role: Literal["tool"] = "tool"
+    call_id: str
+    name: str
+    content: str
+    status: ToolStatus = "ok"
+
+
+Message = Annotated[
+    SystemMessage | UserMessage | AssistantMessage | ToolResult, Field(discriminator="role")
+]
+
+
+class ToolDefinition(BaseModel):
+    """What a model is told about a tool: its name, description and JSON schema."""
+
+    model_config = _FROZEN
+    name: str
+    description: str = ""
+    parameters: dict[str, Any]
+
+
+class ModelSettings(BaseModel):
+    """Sampling settings passed to the provider; `None` leaves the provider default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    timeout: float | None = None
+    """Seconds for one model call, end to end."""
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+class ModelRequest(BaseModel):
+    """One model call: the conversation so far, the tools on offer, the settings.
+
+    `tool_choice` is `auto` (answer or call), `required` (must call a tool) or `none`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    messages: list[Message]
+    tools: list[ToolDefinition] = Field(default_factory=list)
+    settings: ModelSettings = Field(default_factory=ModelSettings)
+    tool_choice: Literal["auto", "required", "none"] = "auto"
+
+
+class ModelResponse(BaseModel):
+    """What one model call returned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    message: AssistantMessage
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+    """The model that served the call, as `provider:model`."""
+    finish_reason: str | None = None
+
+
+RunStatus = Literal["completed", "max_steps", "usage_limit", "output_invalid", "failed"]
+
+
+class RunResult(BaseModel):
+    """The outcome of a run: the answer, the whole conversation, usage and cost."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    run_id: str
+    status: RunStatus
+    output: Any = None
+    messages: list[Message] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    steps: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The last assistant text of the run."""
+        for message in reversed(self.messages):
+            if isinstance(message, AssistantMessage) and message.text:
+                return message.text
+        return ""
+
+
+# --- effects: a model call or a tool call in flight, as the policies see it ---------------
+
+
+@dataclass(slots=True)
+class RunState:
+    """The mutable state of one run that policies may read (and the loop updates)."""
+
+    run_id: str
+    agent: str
+    user: str | None = None
+    deps: Any = None
+    step: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+
+
+@dataclass(slots=True)
+class ModelEffect:
+    """One model call on its way through the policy onion."""
+
+    kind: ClassVar[Literal["model"]] = "model"
+    run: RunState
+    request: ModelRequest
+    on_text: Callable[[str], None] | None = None
+    """Set when the caller streams: the innermost call streams text into it."""
+
+
+@dataclass(slots=True)
+class ToolEffect:
+    """One validated tool call on its way through the policy onion."""
+
+    kind: ClassVar[Literal["tool"]] = "tool"
+    run: RunState
+    call: ToolCall
+    index: int
+    """Position of the call among its step's calls (stable: used in idempotency keys)."""
+    arguments: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.call.name
+
+
+Effect = ModelEffect | ToolEffect
+CallNext = Callable[[Any], Awaitable[Any]]
+"""The rest of the onion: awaited with the effect, returns a `ModelResponse` for a model
+effect and a `ToolResult` for a tool effect."""
+
+
+class EffectPolicy(Protocol):
+    """A layer of the onion around every effect (think ASGI middleware).
+
+    It acts, then awaits `call_next(effect)` or answers itself. `kinds` says which
+    effects it wraps; it is left out of the other chain entirely, at no cost.
+    """
+
+    kinds: ClassVar[frozenset[str]]
+
+    async def __call__(self, effect: Any, call_next: CallNext) -> Any: ...

@@ -1,0 +1,275 @@
+"""`@tool` and `Tool`: a function the model may call, validated at the boundary.
+
+Everything that can be computed once (the JSON schema, the argument model, whether the
+function is async, where the `RunContext` goes) is computed at decoration time, so a
+call costs one pydantic validation and the function itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any, overload
+
+from pydantic import ValidationError
+
+from tether.errors import (
+    ConfigError,
+    ToolArgumentsInvalid,
+    ToolError,
+    ToolExecutionError,
+    ToolTimeout,
+)
+from tether.messages import ToolCall, ToolDefinition
+from tether.tools.context import RunContext
+from tether.tools.schema import ToolSignature, read_signature
+
+__all__ = ["Tool", "render_validation_errors", "tool"]
+
+
+def _unwrap(function: Callable[..., Any]) -> Callable[..., Any]:
+    return function.func if isinstance(function, functools.partial) else function
+
+
+class Tool:
+    """A callable the model may call, with its schema, validator and limits.
+
+    Build one with `@tool` (or `Tool(function)`); a plain callable given to
+    `Agent(tools=[...])` is wrapped with the defaults.
+    """
+
+    __slots__ = (
+        "_definition",
+        "_semaphore",
+        "_signature",
+        "description",
+        "function",
+        "is_async",
+        "max_concurrency",
+        "name",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        if not callable(function):
+            raise ConfigError(f"a tool must be callable, got {type(function).__name__}")
+        if timeout is not None and timeout <= 0:
+            raise ConfigError(f"tool timeout must be > 0 seconds, got {timeout}")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigError(f"tool max_concurrency must be >= 1, got {max_concurrency}")
+        self.function = function
+        self.name = name or getattr(_unwrap(function), "__name__", None) or ""
+        if not self.name.isidentifier() and not all(
+            c.isalnum() or c in "_-" for c in self.name
+        ):
+            raise ConfigError(
+                f"tool name {self.name!r} must use only letters, digits, '_' and '-'; "
+                "pass name=... to @tool"
+            )
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self._semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        target = _unwrap(function)
+        call = getattr(target, "__call__", None)  # noqa: B004 - callable objects
+        self.is_async = inspect.iscoroutinefunction(target) or (
+            not inspect.isroutine(target) and inspect.iscoroutinefunction(call)
+        )
+        # A function defined in a class body (first parameter `self`) is described
+        # once it is bound, in __get__.
+        self._signature: ToolSignature | None = None
+        if not _is_unbound_method(function):
+            self._signature = read_signature(function, self.name)
+        self.description = description
+        self._definition: ToolDefinition | None = None
+
+    # -- description -------------------------------------------------------------------
+
+    @property
+    def signature(self) -> ToolSignature:
+        if self._signature is None:
+            raise ConfigError(
+                f"tool {self.name!r} is a method; use it through an instance "
+                f"(e.g. tools=[obj.{self.name}]), not through the class"
+            )
+        return self._signature
+
+    @property
+    def definition(self) -> ToolDefinition:
+        """What the model is told about this tool (built once)."""
+        if self._definition is None:
+            sig = self.signature
+            self._definition = ToolDefinition(
+                name=self.name,
+                description=self.description if self.description is not None else sig.description,
+                parameters=sig.parameters,
+            )
+        return self._definition
+
+    def __get__(self, instance: object, owner: type | None = None) -> Tool:
+        if instance is None:
+            return self
+        bound = Tool(
+            self.function.__get__(instance, owner),
+            name=self.name,
+            description=self.description,
+            timeout=self.timeout,
+            max_concurrency=self.max_concurrency,
+        )
+        bound._semaphore = self._semaphore  # one limit for the method, across instances
+        return bound
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function directly, bypassing validation (handy in tests)."""
+        return self.function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+    # -- calling -------------------------------------------------------------------------
+
+    def validate(self, call: ToolCall) -> dict[str, Any]:
+        """Parse and validate the model's arguments; raise `ToolArgumentsInvalid` if bad."""
+        try:
+            raw = call.arguments_dict()
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise ToolArgumentsInvalid(
+                f"the arguments for tool {self.name!r} are not a JSON object ({exc}). "
+                "Call it again with a JSON object matching its schema.",
+                tool=self.name,
+            ) from None
+        try:
+            model = self.signature.args_model.model_validate(raw)
+        except ValidationError as exc:
+            raise ToolArgumentsInvalid(
+                f"invalid arguments for tool {self.name!r}: {render_validation_errors(exc)}. "
+                "Fix them and call the tool again.",
+                tool=self.name,
+            ) from None
+        return dict(model.__dict__)
+
+    async def execute(self, arguments: dict[str, Any], ctx: RunContext[Any] | None) -> Any:
+        """Run the function with validated arguments, under its timeout and concurrency cap.
+
+        Raises only `ToolError` subclasses: `ToolTimeout`, `ToolExecutionError` (with the
+        original exception as `__cause__`), or a `ToolError` the function raised itself.
+        """
+        if self._semaphore is None:
+            return await self._execute(arguments, ctx)
+        async with self._semaphore:
+            return await self._execute(arguments, ctx)
+
+    async def _execute(self, arguments: dict[str, Any], ctx: RunContext[Any] | None) -> Any:
+        sig = self.signature
+        if sig.context_param is not None:
+            arguments[sig.context_param] = ctx
+        args: tuple[Any, ...] = ()
+        if sig.positional_only:
+            args = tuple(arguments.pop(p) for p in sig.positional_only)
+        try:
+            if self.timeout is None:
+                return await self._invoke(args, arguments)
+            async with asyncio.timeout(self.timeout):
+                return await self._invoke(args, arguments)
+        except ToolError as exc:
+            if exc.tool is None:
+                exc.tool = self.name
+            raise
+        except TimeoutError:
+            raise ToolTimeout(
+                f"tool {self.name!r} did not finish within {self.timeout}s and was cancelled",
+                tool=self.name,
+            ) from None
+        except Exception as exc:
+            raise ToolExecutionError(
+                f"tool {self.name!r} failed: {type(exc).__name__}: {exc}", tool=self.name
+            ) from exc
+
+    async def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.is_async:
+            return await self.function(*args, **kwargs)
+        # Sync tools may block (I/O, CPU); a thread keeps every other run moving.
+        return await asyncio.to_thread(self.function, *args, **kwargs)
+
+
+def _is_unbound_method(function: Callable[..., Any]) -> bool:
+    if not inspect.isfunction(function):
+        return False
+    params = list(inspect.signature(function).parameters)
+    return bool(params) and params[0] in ("self", "cls") and "." in function.__qualname__
+
+
+def render_validation_errors(exc: ValidationError) -> str:
+    """A pydantic validation error as one line the model can act on."""
+    parts = []
+    for error in exc.errors(include_url=False, include_context=False):
+        where = ".".join(str(p) for p in error["loc"]) or "arguments"
+        got = error.get("input")
+        shown = json.dumps(got, default=str)[:80] if error["type"] != "missing" else None
+        parts.append(f"{where}: {error['msg']}" + (f" (got {shown})" if shown else ""))
+    return "; ".join(parts)
+
+
+@overload
+def tool(function: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    max_concurrency: int | None = None,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    max_concurrency: int | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Declare a function (sync or async, or a method) as a tool the model may call.
+
+    Args:
+        name: Name shown to the model; defaults to the function's name.
+        description: Overrides the docstring's summary.
+        timeout: Seconds before the call is cancelled and the model told it timed out.
+        max_concurrency: At most this many executions of this tool at once, process-wide.
+
+    Example:
+        ```python
+        @tool(timeout=5)
+        async def get_weather(city: str, unit: Literal["c", "f"] = "c") -> Weather:
+            '''Current weather for a city.
+
+            Args:
+                city: City name, e.g. "Paris".
+            '''
+        ```
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Tool:
+        return Tool(
+            fn,
+            name=name,
+            description=description,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+        )
+
+    return wrap(function) if function is not None else wrap
