@@ -58,6 +58,7 @@ __all__ = [
     "ToolError",
     "ToolReturned",
     "Usage",
+    "UsageLimitExceeded",
     "UsageLimits",
     "get_settings",
     "tool",

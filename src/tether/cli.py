@@ -1,7 +1,7 @@
 """The `tether` command line (typer + rich).
 
-    tether run examples/weather.py:agent "What's the weather in Paris?"
-    tether run my_package.agents:support "Refund order 42" --json
+tether run examples/weather.py:agent "What's the weather in Paris?"
+tether run my_package.agents:support "Refund order 42" --json
 """
 
 from __future__ import annotations
@@ -138,7 +138,9 @@ class _LiveView:
                     ("  tool  ", "dim"),
                     (event.call.name, "bold yellow"),
                     " ",
-                    _short(event.call.arguments_json(), max(40, c.width - 16 - len(event.call.name))),
+                    _short(
+                        event.call.arguments_json(), max(40, c.width - 16 - len(event.call.name))
+                    ),
                 ),
                 highlight=False,
             )
@@ -201,9 +203,7 @@ def _explain(exc: BaseException) -> tuple[str, str]:
 
 @app.command()
 def run(
-    target: Annotated[
-        str, typer.Argument(help="The agent: FILE.py:NAME or package.module:NAME.")
-    ],
+    target: Annotated[str, typer.Argument(help="The agent: FILE.py:NAME or package.module:NAME.")],
     prompt: Annotated[str, typer.Argument(help="The user's message.")],
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the run result as JSON, nothing else.")

