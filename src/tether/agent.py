@@ -72,11 +72,13 @@ class Agent:
         self.policy = policy or Policy()
         self.model_settings = model_settings or ModelSettings()
         self.name = name
-        self._specs: dict[str | None, RunSpec] = {}
+        self._specs: dict[int | str | None, RunSpec] = {}
 
     def spec(self, model: Model | str | None = None) -> RunSpec:
         """The resolved run spec for this agent (and an optional model override), cached."""
-        key = model.name if isinstance(model, Model) else model
+        # A Model is keyed by identity (two may share a name, as scripted ones do); its
+        # cached spec keeps it alive, so the id is not reused.
+        key = id(model) if isinstance(model, Model) else model
         found = self._specs.get(key)
         if found is None:
             resolved = infer_model(model if model is not None else self.model)
@@ -128,8 +130,19 @@ class Agent:
         )
 
     def run_sync(self, prompt: str, **kwargs: Any) -> RunResult:
-        """`run` for code without an event loop (scripts, notebooks without one)."""
-        return asyncio.run(self.run(prompt, **kwargs))
+        """`run` for code without an event loop (scripts, notebooks without one).
+
+        Each call runs its own event loop; the model's connections belong to that loop,
+        so they are closed before it ends and opened afresh by the next call.
+        """
+
+        async def once() -> RunResult:
+            try:
+                return await self.run(prompt, **kwargs)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(once())
 
     async def stream(
         self,

@@ -176,6 +176,9 @@ class MaxStepsExceeded(RunStopped):
 class UsageLimitExceeded(RunStopped):
     """The run would cross one of its usage limits (requests, tool calls or tokens)."""
 
+    response: Any = None
+    """For a token limit: the `ModelResponse` that crossed it (its tokens were spent)."""
+
 
 class OutputValidationError(RunStopped):
     """The final answer did not validate against the output type after every re-ask."""

@@ -1,12 +1,13 @@
 """Prices of common models, USD per million tokens, and the cost of a response.
 
-Dated variants (`gpt-4.1-mini-2025-04-14`, `claude-sonnet-4-5-20250929`) match their
-base name by longest prefix. Register prices for other models with `register_price`.
+Dated variants (`gpt-4.1-mini-2025-04-14`, `claude-sonnet-4-5-20250929`) and `-latest`
+aliases match their base name; nothing else does, so `o3-pro` is never billed as `o3`. Register prices for other models with `register_price`.
 Prices as published by OpenAI and Anthropic in 2025; check them against your invoice.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tether.messages import Usage
@@ -58,6 +59,8 @@ _PRICES: dict[str, ModelPrice] = {
     "local": ModelPrice(0.0, 0.0, 0.0),
 }
 _FOUND: dict[str, ModelPrice | None] = {}
+# What may follow a known name and still be the same model at the same price.
+_VARIANT = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest)?")
 
 
 def register_price(model: str, price: ModelPrice) -> None:
@@ -67,14 +70,18 @@ def register_price(model: str, price: ModelPrice) -> None:
 
 
 def price_of(model: str) -> ModelPrice | None:
-    """The price of `model`, matching dated variants by prefix; `None` if unknown."""
+    """The price of `model` or of the model it is a dated variant of; `None` if unknown."""
     try:
         return _FOUND[model]
     except KeyError:
         pass
     best: str | None = None
     for known in _PRICES:
-        if model.startswith(known) and (best is None or len(known) > len(best)):
+        if (
+            model.startswith(known)
+            and _VARIANT.fullmatch(model, len(known))
+            and (best is None or len(known) > len(best))
+        ):
             best = known
     if best is None and model.startswith("local"):
         best = "local"

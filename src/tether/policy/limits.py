@@ -71,7 +71,9 @@ def _check_tokens(limits: UsageLimits, run: RunState, response: ModelResponse) -
         (limits.max_total_tokens, spent.total_tokens, "tokens"),
     ):
         if limit is not None and value > limit:
-            raise UsageLimitExceeded(
+            exc = UsageLimitExceeded(
                 f"the run used {value} {what}, over its limit of {limit}; raise the limit "
                 "or shorten the conversation"
             )
+            exc.response = response  # the loop still counts what it cost
+            raise exc

@@ -66,7 +66,7 @@ class OutputTool:
         """The output value from a `final_result` call; `ToolArgumentsInvalid` if it is bad."""
         try:
             raw = call.arguments_dict()
-        except (ValueError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise ToolArgumentsInvalid(
                 f"the final result is not a JSON object ({exc}). Call {OUTPUT_TOOL_NAME} "
                 "again with arguments matching its schema.",
@@ -80,7 +80,7 @@ class OutputTool:
         candidate = text[start:] if start >= 0 and not self._wrapped else text
         try:
             raw = json.loads(candidate.strip().removeprefix("```json").removesuffix("```"))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[..."
             if self._wrapped:
                 return self._validate({"response": text.strip()})
             raise ToolArgumentsInvalid(

@@ -11,6 +11,8 @@ import asyncio
 import functools
 import inspect
 import json
+import math
+import weakref
 from collections.abc import Callable
 from typing import Any, overload
 
@@ -64,12 +66,26 @@ class Tool:
     ) -> None:
         if not callable(function):
             raise ConfigError(f"a tool must be callable, got {type(function).__name__}")
-        if timeout is not None and timeout <= 0:
-            raise ConfigError(f"tool timeout must be > 0 seconds, got {timeout}")
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ConfigError(f"tool max_concurrency must be >= 1, got {max_concurrency}")
+        if timeout is not None and not (
+            isinstance(timeout, int | float)
+            and not isinstance(timeout, bool)
+            and 0 < timeout < math.inf
+        ):
+            raise ConfigError(
+                f"tool timeout must be a number of seconds > 0 (or None), got {timeout!r}"
+            )
+        if max_concurrency is not None and not (
+            isinstance(max_concurrency, int)
+            and not isinstance(max_concurrency, bool)
+            and max_concurrency >= 1
+        ):
+            raise ConfigError(
+                f"tool max_concurrency must be an int >= 1 (or None), got {max_concurrency!r}"
+            )
         self.function = function
-        self.name = name or getattr(_unwrap(function), "__name__", None) or ""
+        # A callable object has no __name__: it is named after its class.
+        target = _unwrap(function)
+        self.name = name or getattr(target, "__name__", None) or type(target).__name__
         if not self.name.isidentifier() and not all(
             c.isalnum() or c in "_-" for c in self.name
         ):
@@ -79,8 +95,7 @@ class Tool:
             )
         self.timeout = timeout
         self.max_concurrency = max_concurrency
-        self._semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
-        target = _unwrap(function)
+        self._semaphore = _LoopSemaphore(max_concurrency) if max_concurrency else None
         call = getattr(target, "__call__", None)  # noqa: B004 - callable objects
         self.is_async = inspect.iscoroutinefunction(target) or (
             not inspect.isroutine(target) and inspect.iscoroutinefunction(call)
@@ -142,7 +157,7 @@ class Tool:
         """Parse and validate the model's arguments; raise `ToolArgumentsInvalid` if bad."""
         try:
             raw = call.arguments_dict()
-        except (ValueError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise ToolArgumentsInvalid(
                 f"the arguments for tool {self.name!r} are not a JSON object ({exc}). "
                 "Call it again with a JSON object matching its schema.",
@@ -156,6 +171,9 @@ class Tool:
                 "Fix them and call the tool again.",
                 tool=self.name,
             ) from None
+        renamed = self.signature.renamed
+        if renamed:  # parameters like `_from` live under another field name
+            return {renamed.get(k, k): v for k, v in model.__dict__.items()}
         return dict(model.__dict__)
 
     async def execute(self, arguments: dict[str, Any], ctx: RunContext[Any] | None) -> Any:
@@ -166,7 +184,7 @@ class Tool:
         """
         if self._semaphore is None:
             return await self._execute(arguments, ctx)
-        async with self._semaphore:
+        async with self._semaphore.get():
             return await self._execute(arguments, ctx)
 
     async def _execute(self, arguments: dict[str, Any], ctx: RunContext[Any] | None) -> Any:
@@ -176,16 +194,22 @@ class Tool:
         args: tuple[Any, ...] = ()
         if sig.positional_only:
             args = tuple(arguments.pop(p) for p in sig.positional_only)
+        deadline: asyncio.Timeout | None = None
         try:
             if self.timeout is None:
                 return await self._invoke(args, arguments)
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout) as deadline:
                 return await self._invoke(args, arguments)
         except ToolError as exc:
             if exc.tool is None:
                 exc.tool = self.name
             raise
-        except TimeoutError:
+        except TimeoutError as exc:
+            if deadline is None or not deadline.expired():
+                # The tool's own timeout (an HTTP call, a wait_for): an ordinary failure.
+                raise ToolExecutionError(
+                    f"tool {self.name!r} failed: TimeoutError: {exc}", tool=self.name
+                ) from exc
             raise ToolTimeout(
                 f"tool {self.name!r} did not finish within {self.timeout}s and was cancelled",
                 tool=self.name,
@@ -202,6 +226,25 @@ class Tool:
         return await asyncio.to_thread(self.function, *args, **kwargs)
 
 
+class _LoopSemaphore:
+    """One semaphore per event loop: an asyncio.Semaphore binds to the first loop it
+    waits on, and a tool outlives loops (`run_sync`, one loop per test)."""
+
+    __slots__ = ("_by_loop", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._by_loop = weakref.WeakKeyDictionary()
+
+    def get(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        found = self._by_loop.get(loop)
+        if found is None:
+            found = self._by_loop[loop] = asyncio.Semaphore(self.limit)
+        return found
+
+
 def _is_unbound_method(function: Callable[..., Any]) -> bool:
     if not inspect.isfunction(function):
         return False
@@ -215,7 +258,12 @@ def render_validation_errors(exc: ValidationError) -> str:
     for error in exc.errors(include_url=False, include_context=False):
         where = ".".join(str(p) for p in error["loc"]) or "arguments"
         got = error.get("input")
-        shown = json.dumps(got, default=str)[:80] if error["type"] != "missing" else None
+        # ensure_ascii=False: "침실" stays readable instead of 80 chars of \uXXXX escapes.
+        shown = (
+            json.dumps(got, default=str, ensure_ascii=False)[:80]
+            if error["type"] != "missing"
+            else None
+        )
         parts.append(f"{where}: {error['msg']}" + (f" (got {shown})" if shown else ""))
     return "; ".join(parts)
 

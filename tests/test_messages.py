@@ -1,0 +1,169 @@
+"""Provider-neutral messages: JSON round trips, usage arithmetic, tool call arguments."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from tether import Agent, RunResult, Usage, tool
+from tether.messages import (
+    AssistantMessage,
+    Message,
+    ModelRequest,
+    SystemMessage,
+    TextPart,
+    ToolCall,
+    ToolResult,
+    UserMessage,
+)
+from tether.testing import ScriptedModel, call, calls, reply
+
+
+@tool
+async def lookup(key: str) -> dict[str, str]:
+    return {"key": key}
+
+
+class TestRoundTrip:
+    async def test_a_real_run_result_round_trips_exactly(self) -> None:
+        model = ScriptedModel(
+            [
+                reply("Let me check.", call("lookup", key="a")),
+                calls(call("lookup", raw='{"key": "b"}'), call("nope", raw="{bad")),
+                reply("Done: a, b."),
+            ],
+            name="openai:gpt-4.1-mini",
+        )
+        result = await Agent(model=model, tools=[lookup], instructions="Be brief.").run("go")
+        assert result.status == "completed"
+
+        loaded = RunResult.model_validate_json(result.model_dump_json())
+        assert loaded == result
+        assert loaded.model_dump() == result.model_dump()
+        assert loaded.messages == result.messages
+        assert [type(m) for m in loaded.messages] == [type(m) for m in result.messages]
+        # Arguments come back as they were sent: a dict, a JSON string, malformed text.
+        sent = [
+            c.arguments
+            for m in loaded.messages
+            if isinstance(m, AssistantMessage)
+            for c in m.tool_calls
+        ]
+        assert sent == [{"key": "a"}, '{"key": "b"}', "{bad"]
+        assert loaded.text == "Done: a, b."
+
+    def test_every_message_kind_round_trips(self) -> None:
+        messages: list[Message] = [
+            SystemMessage(content="sys"),
+            UserMessage(content="héllo ☃"),
+            AssistantMessage(
+                parts=[
+                    TextPart(text="thinking"),
+                    ToolCall(id="1", name="f", arguments={"nested": {"x": [1, 2.5, None]}}),
+                    ToolCall(id="2", name="g", arguments=""),
+                ]
+            ),
+            ToolResult(call_id="1", name="f", content="denied", status="denied"),
+            ToolResult(call_id="2", name="g", content="oops", status="error"),
+        ]
+        adapter = TypeAdapter(list[Message])
+        assert adapter.validate_json(adapter.dump_json(messages)) == messages
+
+    def test_request_round_trips(self) -> None:
+        request = ModelRequest(
+            messages=[UserMessage(content="x")],
+            tools=[lookup.definition],
+            tool_choice="required",
+        )
+        assert ModelRequest.model_validate_json(request.model_dump_json()) == request
+
+    def test_messages_are_frozen_and_strict(self) -> None:
+        message = UserMessage(content="x")
+        with pytest.raises(ValidationError):
+            message.content = "y"  # type: ignore[misc]
+        with pytest.raises(ValidationError):
+            UserMessage(content="x", extra="no")  # type: ignore[call-arg]
+        with pytest.raises(ValidationError):
+            TypeAdapter(Message).validate_python({"role": "robot", "content": "x"})
+
+
+class TestUsage:
+    def test_addition(self) -> None:
+        a = Usage(input_tokens=1, output_tokens=2, cached_tokens=3, requests=4, tool_calls=5)
+        b = Usage(input_tokens=10, output_tokens=20, cached_tokens=30, requests=40, tool_calls=50)
+        total = a + b
+        assert total == Usage(
+            input_tokens=11, output_tokens=22, cached_tokens=33, requests=44, tool_calls=55
+        )
+        assert total.total_tokens == 33
+        assert a == Usage(
+            input_tokens=1, output_tokens=2, cached_tokens=3, requests=4, tool_calls=5
+        )
+
+    def test_zero_is_neutral(self) -> None:
+        a = Usage(input_tokens=3, output_tokens=4)
+        assert a + Usage() == a
+        assert sum([a, a, a], Usage()) == Usage(input_tokens=9, output_tokens=12)
+
+
+class TestToolCallArguments:
+    def test_dict_arguments(self) -> None:
+        tc = ToolCall(id="1", name="f", arguments={"city": "Zürich", "n": 2})
+        assert tc.arguments_dict() == {"city": "Zürich", "n": 2}
+        assert json.loads(tc.arguments_json()) == {"city": "Zürich", "n": 2}
+        assert "Zürich" in tc.arguments_json()  # not escaped
+
+    def test_string_arguments_are_kept_verbatim(self) -> None:
+        raw = '{ "city" : "Paris" }'
+        tc = ToolCall(id="1", name="f", arguments=raw)
+        assert tc.arguments_json() == raw
+        assert tc.arguments_dict() == {"city": "Paris"}
+
+    @pytest.mark.parametrize("raw", ["", "   "])
+    def test_empty_string_is_no_arguments(self, raw: str) -> None:
+        assert ToolCall(id="1", name="f", arguments=raw).arguments_dict() == {}
+
+    def test_default_is_no_arguments(self) -> None:
+        tc = ToolCall(id="1", name="f")
+        assert tc.arguments_dict() == {}
+        assert tc.arguments_json() == "{}"
+
+    def test_malformed_json_raises_value_error(self) -> None:
+        tc = ToolCall(id="1", name="f", arguments="{bad")
+        assert tc.arguments_json() == "{bad"
+        with pytest.raises(ValueError, match="Expecting property name"):
+            tc.arguments_dict()
+
+    @pytest.mark.parametrize("raw", ["[1, 2]", '"text"', "3", "null"])
+    def test_json_that_is_not_an_object_raises_value_error(self, raw: str) -> None:
+        with pytest.raises(ValueError, match="must be a JSON object"):
+            ToolCall(id="1", name="f", arguments=raw).arguments_dict()
+
+
+def test_assistant_text_and_tool_calls_keep_order() -> None:
+    message = AssistantMessage(
+        parts=[
+            TextPart(text="a"),
+            ToolCall(id="1", name="f"),
+            TextPart(text="b"),
+            ToolCall(id="2", name="g"),
+        ]
+    )
+    assert message.text == "ab"
+    assert [c.id for c in message.tool_calls] == ["1", "2"]
+
+
+def test_run_result_text_is_the_last_assistant_text() -> None:
+    result = RunResult(
+        run_id="r",
+        status="completed",
+        messages=[
+            UserMessage(content="q"),
+            AssistantMessage(parts=[TextPart(text="first")]),
+            AssistantMessage(parts=[ToolCall(id="1", name="f")]),
+        ],
+    )
+    assert result.text == "first"
+    assert RunResult(run_id="r", status="completed").text == ""
