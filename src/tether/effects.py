@@ -20,6 +20,7 @@ from tether.messages import (
     ModelResponse,
     ToolEffect,
     ToolResult,
+    construct,
 )
 from tether.models.base import Model
 from tether.tools import RunContext, ToolSet, render_output
@@ -78,6 +79,11 @@ class Effects:
                 deps=run.deps,
             )
         value = await tool.execute(dict(effect.arguments), ctx)
-        return ToolResult.model_construct(
-            call_id=call.id, name=call.name, content=render_output(value), status="ok"
+        return construct(
+            ToolResult,
+            role="tool",
+            call_id=call.id,
+            name=call.name,
+            content=render_output(value),
+            status="ok",
         )

@@ -44,6 +44,7 @@ from tether.messages import (
     ToolResult,
     Usage,
     UserMessage,
+    construct,
 )
 from tether.models.pricing import cost_of
 from tether.observe import enabled, get_logger
@@ -187,7 +188,8 @@ class _Run:
 
     async def _call_model(self, step: int, tool_choice: Any) -> ModelResponse:
         spec, state, sink = self.spec, self.state, self.sink
-        request = ModelRequest.model_construct(
+        request = construct(
+            ModelRequest,
             messages=list(self.messages),
             tools=self.definitions,
             settings=spec.settings,
@@ -197,19 +199,29 @@ class _Run:
         if sink is not None:
             on_text = lambda text: sink(TextDelta(step, text))  # noqa: E731
         started = time.perf_counter()
-        response: ModelResponse = await spec.effects.model(ModelEffect(state, request, on_text))
+        try:
+            response: ModelResponse = await spec.effects.model(ModelEffect(state, request, on_text))
+        except UsageLimitExceeded as exc:
+            if exc.response is not None:  # a token limit: the tokens were spent, count them
+                self._spend(exc.response)
+            raise
+        self._spend(response)
+        if sink is not None:
+            sink(ModelResponded(step, response, time.perf_counter() - started))
+        return response
+
+    def _spend(self, response: ModelResponse) -> None:
+        state = self.state
         used, spent = response.usage, state.usage
-        state.usage = Usage.model_construct(
+        state.usage = construct(
+            Usage,
             input_tokens=spent.input_tokens + used.input_tokens,
             output_tokens=spent.output_tokens + used.output_tokens,
             cached_tokens=spent.cached_tokens + used.cached_tokens,
             requests=spent.requests + 1,
             tool_calls=spent.tool_calls,
         )
-        state.cost_usd += cost_of(response.model or spec.model_name, used)
-        if sink is not None:
-            sink(ModelResponded(step, response, time.perf_counter() - started))
-        return response
+        state.cost_usd += cost_of(response.model or self.spec.model_name, used)
 
     def _final_output(self, output: OutputTool, message: AssistantMessage, calls: list[ToolCall]) -> Any:
         """The validated output if this response ends the run, else `_NO_OUTPUT`.
@@ -243,7 +255,8 @@ class _Run:
     async def _call_tools(self, step: int, calls: list[ToolCall]) -> list[ToolResult]:
         state = self.state
         spent = state.usage
-        state.usage = Usage.model_construct(
+        state.usage = construct(
+            Usage,
             input_tokens=spent.input_tokens,
             output_tokens=spent.output_tokens,
             cached_tokens=spent.cached_tokens,
@@ -272,8 +285,13 @@ class _Run:
                 ToolEffect(self.state, call, index, arguments)
             )
         except ToolError as exc:
-            result = ToolResult.model_construct(
-                call_id=call.id, name=call.name, content=str(exc), status="error"
+            result = construct(
+                ToolResult,
+                role="tool",
+                call_id=call.id,
+                name=call.name,
+                content=str(exc),
+                status="error",
             )
         if sink is not None:
             sink(ToolReturned(step, result, time.perf_counter() - started))
@@ -284,7 +302,8 @@ class _Run:
 
     def result(self, status: RunStatus, *, output: Any = None, error: str | None = None) -> RunResult:
         state = self.state
-        return RunResult.model_construct(
+        return construct(
+            RunResult,
             run_id=state.run_id,
             status=status,
             output=output,
