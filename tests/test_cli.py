@@ -52,11 +52,13 @@ def agent_file(tmp_path: Path) -> Path:
 def test_runs_and_shows_each_step(agent_file: Path) -> None:
     result = runner.invoke(app, ["run", f"{agent_file}:agent", "What is 2 + 3?"])
     assert result.exit_code == 0, result.output
-    assert "step 1" in result.output and "step 2" in result.output
+    assert "step 1" in result.output
+    assert "step 2" in result.output
     assert 'add {"a":2,"b":3}' in result.output
     assert "ok" in result.output
     assert "2 + 3 = 5" in result.output
-    assert "2 requests" in result.output and "1 tool calls" in result.output
+    assert "2 requests" in result.output
+    assert "1 tool calls" in result.output
 
 
 def test_json_prints_the_result_only(agent_file: Path) -> None:

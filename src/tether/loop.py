@@ -223,7 +223,9 @@ class _Run:
         )
         state.cost_usd += cost_of(response.model or self.spec.model_name, used)
 
-    def _final_output(self, output: OutputTool, message: AssistantMessage, calls: list[ToolCall]) -> Any:
+    def _final_output(
+        self, output: OutputTool, message: AssistantMessage, calls: list[ToolCall]
+    ) -> Any:
         """The validated output if this response ends the run, else `_NO_OUTPUT`.
 
         A bad final answer is answered with its validation error (as a tool result, or a
@@ -300,7 +302,9 @@ class _Run:
     def _finish(self, output: Any) -> RunResult:
         return self.result("completed", output=output)
 
-    def result(self, status: RunStatus, *, output: Any = None, error: str | None = None) -> RunResult:
+    def result(
+        self, status: RunStatus, *, output: Any = None, error: str | None = None
+    ) -> RunResult:
         state = self.state
         return construct(
             RunResult,

@@ -134,14 +134,17 @@ async def test_readme_example_calls_the_tool_and_uses_its_result() -> None:
     events = [event async for event in agent.stream("What's the weather in Paris?")]
     calls = [e.call for e in events if isinstance(e, ToolCalled)]
     results = [e.result for e in events if isinstance(e, ToolReturned)]
-    assert calls and calls[0].name == "get_weather"
+    assert calls
+    assert calls[0].name == "get_weather"
     assert calls[0].arguments_dict()["city"].lower() == "paris"
-    assert results[0].status == "ok" and "light rain" in results[0].content
+    assert results[0].status == "ok"
+    assert "light rain" in results[0].content
     result = events[-1].result  # type: ignore[union-attr]
     assert result.status == "completed"
     answer = result.output.lower()
     assert "18" in answer or "rain" in answer, answer
-    assert result.usage.requests == 2 and result.usage.input_tokens > 0
+    assert result.usage.requests == 2
+    assert result.usage.input_tokens > 0
     assert result.cost_usd == 0.0
 
 

@@ -434,3 +434,11 @@ class TestRenderOutput:
         assert "a" in tools
         assert [t.name for t in tools] == ["a", "b"]
         assert [d.name for d in tools.definitions] == ["a", "b"]
+
+
+@pytest.mark.parametrize("name", ["météo", "x" * 65, "has space", "dot.name"])
+def test_tool_names_providers_refuse_are_config_errors(name: str) -> None:
+    async def f() -> None: ...
+
+    with pytest.raises(ConfigError, match="1 to 64 ASCII"):
+        Tool(f, name=name)

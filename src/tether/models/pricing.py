@@ -1,8 +1,9 @@
 """Prices of common models, USD per million tokens, and the cost of a response.
 
 Dated variants (`gpt-4.1-mini-2025-04-14`, `claude-sonnet-4-5-20250929`) and `-latest`
-aliases match their base name; nothing else does, so `o3-pro` is never billed as `o3`. Register prices for other models with `register_price`.
-Prices as published by OpenAI and Anthropic in 2025; check them against your invoice.
+aliases match their base name; nothing else does, so `o3-pro` is never billed as `o3`.
+Register prices for other models with `register_price`. Prices as published by OpenAI
+and Anthropic in 2025; check them against your invoice.
 """
 
 from __future__ import annotations

@@ -8,4 +8,9 @@ from tether.tools.toolset import ToolSet, render_output
 __all__ = [
     "OUTPUT_TOOL_NAME",
     "OutputTool",
-    "RunContext", "Tool", "ToolSet", "render_output", "tool"]
+    "RunContext",
+    "Tool",
+    "ToolSet",
+    "render_output",
+    "tool",
+]

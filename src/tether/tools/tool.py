@@ -12,6 +12,7 @@ import functools
 import inspect
 import json
 import math
+import re
 import weakref
 from collections.abc import Callable
 from typing import Any, overload
@@ -30,6 +31,8 @@ from tether.tools.context import RunContext
 from tether.tools.schema import ToolSignature, read_signature
 
 __all__ = ["Tool", "render_validation_errors", "tool"]
+
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _unwrap(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,12 +89,10 @@ class Tool:
         # A callable object has no __name__: it is named after its class.
         target = _unwrap(function)
         self.name = name or getattr(target, "__name__", None) or type(target).__name__
-        if not self.name.isidentifier() and not all(
-            c.isalnum() or c in "_-" for c in self.name
-        ):
+        if not _TOOL_NAME.fullmatch(self.name):
             raise ConfigError(
-                f"tool name {self.name!r} must use only letters, digits, '_' and '-'; "
-                "pass name=... to @tool"
+                f"tool name {self.name!r} must be 1 to 64 ASCII letters, digits, '_' or '-' "
+                "(what OpenAI and Anthropic accept); pass name=... to @tool"
             )
         self.timeout = timeout
         self.max_concurrency = max_concurrency
