@@ -491,5 +491,15 @@ if __name__ == "__main__":
         "--quick", action="store_true", help="a few seconds: smaller sizes, fewer repeats"
     )
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON results (default {OUT})")
+    parser.add_argument(
+        "--gc-tuned",
+        action="store_true",
+        help="as a process hosting thousands of runs may be set up: gc.freeze() after "
+        "start-up and gc.set_threshold(50_000, 20, 20) (tether never does this itself)",
+    )
     args = parser.parse_args()
+    if args.gc_tuned:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
     asyncio.run(main(args.quick, args.out))

@@ -10,7 +10,7 @@ a replayed journal.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from tether.messages import (
@@ -59,10 +59,11 @@ class Effects:
         """Release the innermost model's connections."""
         await self._model.aclose()
 
-    async def _call_model(self, effect: ModelEffect) -> ModelResponse:
+    def _call_model(self, effect: ModelEffect) -> Awaitable[ModelResponse]:
+        # A plain function handing back the adapter's coroutine: no frame of its own.
         if effect.on_text is None:
-            return await self._model.request(effect.request)
-        return await self._model.request_stream(effect.request, effect.on_text)
+            return self._model.request(effect.request)
+        return self._model.request_stream(effect.request, effect.on_text)
 
     async def _call_tool(self, effect: ToolEffect) -> ToolResult:
         call = effect.call
@@ -78,7 +79,7 @@ class Effects:
                 user=run.user,
                 deps=run.deps,
             )
-        value = await tool.execute(dict(effect.arguments), ctx)
+        value = await tool.execute(effect.arguments, ctx)
         return construct(
             ToolResult,
             role="tool",

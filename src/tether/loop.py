@@ -42,7 +42,6 @@ from tether.messages import (
     ToolDefinition,
     ToolEffect,
     ToolResult,
-    Usage,
     UserMessage,
     construct,
 )
@@ -160,7 +159,7 @@ class _Run:
         self.started = time.perf_counter()
 
     async def run(self) -> RunResult:
-        spec, state, sink = self.spec, self.state, self.sink
+        spec, state, sink, messages = self.spec, self.state, self.sink, self.messages
         output = spec.output
         tool_choice: Any = "required" if output is not None else "auto"
         while True:
@@ -173,9 +172,20 @@ class _Run:
             step = state.step
             if sink is not None:
                 sink(StepStarted(step))
-            response = await self._call_model(step, tool_choice)
+            started = time.perf_counter()
+            try:
+                response: ModelResponse = await spec.effects.model(
+                    self._model_effect(step, tool_choice)
+                )
+            except UsageLimitExceeded as exc:
+                if exc.response is not None:  # a token limit: the tokens were spent
+                    self._spend(exc.response)
+                raise
+            self._spend(response)
+            if sink is not None:
+                sink(ModelResponded(step, response, time.perf_counter() - started))
             message = response.message
-            self.messages.append(message)
+            messages.append(message)
             calls = message.tool_calls
             if output is not None:
                 final = self._final_output(output, message, calls)
@@ -184,44 +194,26 @@ class _Run:
             elif not calls:
                 return self._finish(message.text)
             if calls:
-                self.messages.extend(await self._call_tools(step, calls))
+                state.tool_calls += len(calls)  # before dispatch: limits see this step's
+                if len(calls) == 1:
+                    messages.append(await self._call_tool(step, 0, calls[0]))
+                else:
+                    messages.extend(await self._call_tools(step, calls))
 
-    async def _call_model(self, step: int, tool_choice: Any) -> ModelResponse:
-        spec, state, sink = self.spec, self.state, self.sink
+    def _model_effect(self, step: int, tool_choice: Any) -> ModelEffect:
         request = construct(
             ModelRequest,
-            messages=list(self.messages),
+            messages=list(self.messages),  # its own: a policy may keep the request
             tools=self.definitions,
-            settings=spec.settings,
+            settings=self.spec.settings,
             tool_choice=tool_choice if self.definitions else "none",
         )
-        on_text = None
-        if sink is not None:
-            on_text = lambda text: sink(TextDelta(step, text))  # noqa: E731
-        started = time.perf_counter()
-        try:
-            response: ModelResponse = await spec.effects.model(ModelEffect(state, request, on_text))
-        except UsageLimitExceeded as exc:
-            if exc.response is not None:  # a token limit: the tokens were spent, count them
-                self._spend(exc.response)
-            raise
-        self._spend(response)
-        if sink is not None:
-            sink(ModelResponded(step, response, time.perf_counter() - started))
-        return response
+        sink = self.sink
+        return ModelEffect(self.state, request, None if sink is None else _text_sink(sink, step))
 
     def _spend(self, response: ModelResponse) -> None:
-        state = self.state
-        used, spent = response.usage, state.usage
-        state.usage = construct(
-            Usage,
-            input_tokens=spent.input_tokens + used.input_tokens,
-            output_tokens=spent.output_tokens + used.output_tokens,
-            cached_tokens=spent.cached_tokens + used.cached_tokens,
-            requests=spent.requests + 1,
-            tool_calls=spent.tool_calls,
-        )
-        state.cost_usd += cost_of(response.model or self.spec.model_name, used)
+        used = response.usage
+        self.state.spend(used, cost_of(response.model or self.spec.model_name, used))
 
     def _final_output(
         self, output: OutputTool, message: AssistantMessage, calls: list[ToolCall]
@@ -255,18 +247,7 @@ class _Run:
             return _NO_OUTPUT
 
     async def _call_tools(self, step: int, calls: list[ToolCall]) -> list[ToolResult]:
-        state = self.state
-        spent = state.usage
-        state.usage = construct(
-            Usage,
-            input_tokens=spent.input_tokens,
-            output_tokens=spent.output_tokens,
-            cached_tokens=spent.cached_tokens,
-            requests=spent.requests,
-            tool_calls=spent.tool_calls + len(calls),
-        )
-        if len(calls) == 1:
-            return [await self._call_tool(step, 0, calls[0])]
+        """Independent calls of one step, concurrently; each failure stays its own."""
         outcomes = await asyncio.gather(
             *(self._call_tool(step, i, call) for i, call in enumerate(calls)),
             return_exceptions=True,
@@ -323,11 +304,15 @@ class _Run:
 _NO_OUTPUT: Any = object()
 
 
+def _text_sink(sink: Sink, step: int) -> Callable[[str], None]:
+    return lambda text: sink(TextDelta(step, text))
+
+
 def _initial_messages(spec: RunSpec, prompt: str, history: list[Message] | None) -> list[Message]:
     messages: list[Message] = list(history or ())
     if spec.instructions and not any(isinstance(m, SystemMessage) for m in messages):
         messages.insert(0, SystemMessage(content=spec.instructions))
-    messages.append(UserMessage(content=prompt))
+    messages.append(construct(UserMessage, role="user", content=prompt))
     return messages
 
 

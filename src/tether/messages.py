@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,9 +90,9 @@ def _plain_fields(cls: type[BaseModel]) -> tuple[tuple[str, ...] | None, set[str
 
 
 class Usage(BaseModel):
-    """Tokens and calls spent. Adds up with `+`."""
+    """Tokens and calls spent: an immutable value that adds up with `+`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -288,15 +288,43 @@ class RunResult(BaseModel):
 
 @dataclass(slots=True)
 class RunState:
-    """The mutable state of one run that policies may read (and the loop updates)."""
+    """The mutable state of one run that policies may read (and the loop updates).
+
+    Spending is kept as plain counters (no object per step); `usage` builds the
+    `Usage` value when asked.
+    """
 
     run_id: str
     agent: str
     user: str | None = None
     deps: Any = None
     step: int = 0
-    usage: Usage = field(default_factory=Usage)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    requests: int = 0
+    tool_calls: int = 0
     cost_usd: float = 0.0
+
+    @property
+    def usage(self) -> Usage:
+        """What the run has spent so far."""
+        return construct(
+            Usage,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_tokens=self.cached_tokens,
+            requests=self.requests,
+            tool_calls=self.tool_calls,
+        )
+
+    def spend(self, used: Usage, cost_usd: float) -> None:
+        """Count one model request and what it used."""
+        self.input_tokens += used.input_tokens
+        self.output_tokens += used.output_tokens
+        self.cached_tokens += used.cached_tokens
+        self.requests += 1
+        self.cost_usd += cost_usd
 
 
 @dataclass(slots=True)
@@ -337,8 +365,12 @@ class EffectPolicy(Protocol):
 
     It acts, then awaits `call_next(effect)` or answers itself. `kinds` says which
     effects it wraps; it is left out of the other chain entirely, at no cost.
+
+    Write it as `async def __call__`. A policy that often has nothing to do may instead
+    be a plain `def` that returns `call_next(effect)` unawaited in that case (and a
+    coroutine otherwise), which spares every effect one coroutine frame.
     """
 
     kinds: ClassVar[frozenset[str]]
 
-    async def __call__(self, effect: Any, call_next: CallNext) -> Any: ...
+    def __call__(self, effect: Any, call_next: CallNext) -> Awaitable[Any]: ...

@@ -28,6 +28,7 @@ from tether.messages import (
     TextPart,
     ToolCall,
     Usage,
+    construct,
 )
 from tether.models.base import Model
 
@@ -111,13 +112,17 @@ class ScriptedModel(Model):
             raise step.error
         parts: list[TextPart | ToolCall] = []
         if step.text:
-            parts.append(TextPart(text=step.text))
+            parts.append(construct(TextPart, type="text", text=step.text))
         for i, (tool_name, arguments) in enumerate(step.calls):
+            call_id = f"call_{self.position}_{i}"
             parts.append(
-                ToolCall(id=f"call_{self.position}_{i}", name=tool_name, arguments=arguments)
+                construct(
+                    ToolCall, type="tool_call", id=call_id, name=tool_name, arguments=arguments
+                )
             )
-        return ModelResponse.model_construct(
-            message=AssistantMessage.model_construct(parts=parts),
+        return construct(
+            ModelResponse,
+            message=construct(AssistantMessage, role="assistant", parts=parts),
             usage=step.usage or self._usage,
             model=self.name,
             finish_reason="tool_calls" if step.calls else "stop",

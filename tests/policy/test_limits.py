@@ -38,13 +38,24 @@ class Next:
         return ModelResponse(message=AssistantMessage(), usage=self.usage)
 
 
+def state_with(usage: Usage) -> RunState:
+    return RunState(
+        run_id="r",
+        agent="a",
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        requests=usage.requests,
+        tool_calls=usage.tool_calls,
+    )
+
+
 def model_effect(usage: Usage) -> ModelEffect:
-    return ModelEffect(RunState(run_id="r", agent="a", usage=usage), REQUEST)
+    return ModelEffect(state_with(usage), REQUEST)
 
 
 def tool_effect(usage: Usage) -> ToolEffect:
-    state = RunState(run_id="r", agent="a", usage=usage)
-    return ToolEffect(state, ToolCall(id="c", name="t"), 0, {})
+    return ToolEffect(state_with(usage), ToolCall(id="c", name="t"), 0, {})
 
 
 class TestRequests:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from tether.messages import CallNext, ModelResponse, ToolResult
@@ -23,9 +24,12 @@ class LogEffects:
     kinds: ClassVar[frozenset[str]] = frozenset({"model", "tool"})
     __slots__ = ()
 
-    async def __call__(self, effect: Any, call_next: CallNext) -> Any:
+    def __call__(self, effect: Any, call_next: CallNext) -> Awaitable[Any]:
         if not enabled(logging.INFO):
-            return await call_next(effect)
+            return call_next(effect)  # no frame of our own when there is nothing to log
+        return self._logged(effect, call_next)
+
+    async def _logged(self, effect: Any, call_next: CallNext) -> Any:
         log = get_logger()
         run = effect.run
         what = (

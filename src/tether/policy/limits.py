@@ -48,15 +48,15 @@ class UsageLimitPolicy:
 
     async def __call__(self, effect: Any, call_next: CallNext) -> Any:
         limits = self.limits
-        usage = effect.run.usage
+        run: RunState = effect.run
         if effect.kind == "tool":
             # The loop counts a step's calls before dispatching them.
-            if limits.max_tool_calls is not None and usage.tool_calls > limits.max_tool_calls:
+            if limits.max_tool_calls is not None and run.tool_calls > limits.max_tool_calls:
                 raise UsageLimitExceeded(
                     f"the run reached its limit of {limits.max_tool_calls} tool calls"
                 )
             return await call_next(effect)
-        if limits.max_requests is not None and usage.requests + 1 > limits.max_requests:
+        if limits.max_requests is not None and run.requests + 1 > limits.max_requests:
             raise UsageLimitExceeded(f"the run reached its limit of {limits.max_requests} requests")
         response: ModelResponse = await call_next(effect)
         _check_tokens(limits, effect.run, response)

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, overload
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tether.errors import (
     ConfigError,
@@ -155,7 +155,20 @@ class Tool:
     # -- calling -------------------------------------------------------------------------
 
     def validate(self, call: ToolCall) -> dict[str, Any]:
-        """Parse and validate the model's arguments; raise `ToolArgumentsInvalid` if bad."""
+        """Parse and validate the model's arguments; raise `ToolArgumentsInvalid` if bad.
+
+        JSON text is validated in one pass by pydantic's JSON parser (so a `Decimal`
+        keeps every digit the model wrote); an object (Anthropic-style) is validated as
+        Python data. A failure is worded from the two-step path, which names the field.
+        """
+        args_model = self.signature.args_model
+        if isinstance(call.arguments, str):
+            try:
+                model = args_model.model_validate_json(call.arguments.strip() or "{}")
+            except ValidationError:
+                pass  # explained below
+            else:
+                return self._keyword_arguments(model)
         try:
             raw = call.arguments_dict()
         except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
@@ -165,13 +178,16 @@ class Tool:
                 tool=self.name,
             ) from None
         try:
-            model = self.signature.args_model.model_validate(raw)
+            model = args_model.model_validate(raw)
         except ValidationError as exc:
             raise ToolArgumentsInvalid(
                 f"invalid arguments for tool {self.name!r}: {render_validation_errors(exc)}. "
                 "Fix them and call the tool again.",
                 tool=self.name,
             ) from None
+        return self._keyword_arguments(model)
+
+    def _keyword_arguments(self, model: BaseModel) -> dict[str, Any]:
         renamed = self.signature.renamed
         if renamed:  # parameters like `_from` live under another field name
             return {renamed.get(k, k): v for k, v in model.__dict__.items()}
@@ -180,27 +196,38 @@ class Tool:
     async def execute(self, arguments: dict[str, Any], ctx: RunContext[Any] | None) -> Any:
         """Run the function with validated arguments, under its timeout and concurrency cap.
 
-        Raises only `ToolError` subclasses: `ToolTimeout`, `ToolExecutionError` (with the
-        original exception as `__cause__`), or a `ToolError` the function raised itself.
+        `arguments` is not modified. Raises only `ToolError` subclasses: `ToolTimeout`,
+        `ToolExecutionError` (with the original exception as `__cause__`), or a
+        `ToolError` the function raised itself.
         """
-        if self._semaphore is None:
-            return await self._execute(arguments, ctx)
-        async with self._semaphore.get():
-            return await self._execute(arguments, ctx)
-
-    async def _execute(self, arguments: dict[str, Any], ctx: RunContext[Any] | None) -> Any:
+        # One coroutine for the whole call: with thousands of runs in flight, every
+        # extra layer is a frame to create and an object for the collector to walk.
         sig = self.signature
-        if sig.context_param is not None:
-            arguments[sig.context_param] = ctx
         args: tuple[Any, ...] = ()
-        if sig.positional_only:
-            args = tuple(arguments.pop(p) for p in sig.positional_only)
+        if sig.context_param is not None or sig.positional_only:
+            arguments = dict(arguments)
+            if sig.context_param is not None:
+                arguments[sig.context_param] = ctx
+            if sig.positional_only:
+                args = tuple(arguments.pop(p) for p in sig.positional_only)
+        semaphore = self._semaphore.get() if self._semaphore is not None else None
         deadline: asyncio.Timeout | None = None
         try:
-            if self.timeout is None:
-                return await self._invoke(args, arguments)
-            async with asyncio.timeout(self.timeout) as deadline:
-                return await self._invoke(args, arguments)
+            if semaphore is not None:
+                await semaphore.acquire()
+            try:
+                if self.is_async:
+                    call = self.function(*args, **arguments)
+                else:
+                    # Sync tools may block (I/O, CPU); a thread keeps other runs moving.
+                    call = asyncio.to_thread(self.function, *args, **arguments)
+                if self.timeout is None:
+                    return await call
+                async with asyncio.timeout(self.timeout) as deadline:
+                    return await call
+            finally:
+                if semaphore is not None:
+                    semaphore.release()
         except ToolError as exc:
             if exc.tool is None:
                 exc.tool = self.name
@@ -219,12 +246,6 @@ class Tool:
             raise ToolExecutionError(
                 f"tool {self.name!r} failed: {type(exc).__name__}: {exc}", tool=self.name
             ) from exc
-
-    async def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self.is_async:
-            return await self.function(*args, **kwargs)
-        # Sync tools may block (I/O, CPU); a thread keeps every other run moving.
-        return await asyncio.to_thread(self.function, *args, **kwargs)
 
 
 class _LoopSemaphore:
