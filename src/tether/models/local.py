@@ -12,6 +12,7 @@ result; under this protocol it answers correctly.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import json
 import os
@@ -72,8 +73,19 @@ def _load(path: Path, n_ctx: int, threads: int | None) -> tuple[Any, threading.L
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(f"cannot load the local model {path}: {exc}") from exc
         found = (llama, threading.Lock())
+        if not _loaded:
+            # llama.cpp's own finalizer fails at interpreter teardown, once the module
+            # globals it needs are gone; close while they still exist.
+            atexit.register(_close_all)
         _loaded[key] = found
         return found
+
+
+def _close_all() -> None:
+    for llama, lock in _loaded.values():
+        with lock:
+            llama.close()
+    _loaded.clear()
 
 
 class LocalModel(Model):
