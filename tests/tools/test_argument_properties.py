@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import types
@@ -301,7 +300,8 @@ malformed_text = st.one_of(
 @SETTINGS
 @given(raw=malformed_text)
 def test_any_text_is_validated_or_refused(tool_: Tool, raw: str) -> None:
-    _validate_or_refuse(tool_, raw)
+    refused = _validate_or_refuse(tool_, raw)
+    assert refused is None or isinstance(refused, ToolArgumentsInvalid)
 
 
 @pytest.mark.parametrize("tool_", TOOLS, ids=lambda t: t.name)
@@ -318,8 +318,11 @@ def test_a_valid_call_cut_short_is_refused(tool_: Tool, data: st.DataObject) -> 
 @SETTINGS
 @given(garbage=st.dictionaries(st.text(max_size=12), json_values, max_size=6))
 def test_any_json_object_is_validated_or_refused(tool_: Tool, garbage: dict[str, Any]) -> None:
-    _validate_or_refuse(tool_, garbage)
-    _validate_or_refuse(tool_, json.dumps(garbage))
+    # An object (Anthropic-style) and the same object as JSON text (OpenAI-style) take
+    # different validation paths; they must agree.
+    as_object = _validate_or_refuse(tool_, garbage)
+    as_text = _validate_or_refuse(tool_, json.dumps(garbage))
+    assert (as_object is None) == (as_text is None), (as_object, as_text)
 
 
 def _never_valid_for(annotation: Any) -> st.SearchStrategy[Any]:
@@ -391,10 +394,20 @@ def test_missing_required_arguments_are_each_named() -> None:
 @given(text=malformed_text | json_values.map(json.dumps))
 def test_output_validation_of_any_text_never_crashes(text: str) -> None:
     for output in (OutputTool(Order), OutputTool(list[int])):
-        with contextlib.suppress(ToolArgumentsInvalid):
-            output.validate_text(text)
-        with contextlib.suppress(ToolArgumentsInvalid):
-            output.validate_call(ToolCall(id="c", name="final_result", arguments=text))
+        call = ToolCall(id="c", name="final_result", arguments=text)
+        for outcome in (_outcome(output.validate_text, text), _outcome(output.validate_call, call)):
+            if isinstance(outcome, ToolArgumentsInvalid):
+                assert outcome.tool == "final_result"
+            else:
+                assert isinstance(outcome, Order | list)
+
+
+def _outcome(validate: Any, value: Any) -> Any:
+    """The validated value, or the `ToolArgumentsInvalid` it raised (nothing else may)."""
+    try:
+        return validate(value)
+    except ToolArgumentsInvalid as exc:
+        return exc
 
 
 # --- (c) through a whole run ----------------------------------------------------------------

@@ -230,7 +230,8 @@ class TestTypes:
         schema = params(ship)
         jsonschema.Draft202012Validator.check_schema(schema)
         jsonschema.validate(arguments, schema)
-        ship.validate(ToolCall(id="1", name="ship", arguments=arguments))
+        validated = ship.validate(ToolCall(id="1", name="ship", arguments=arguments))
+        assert set(validated) == {"to", "items", "when"}
 
     def test_positional_only_parameters_are_passed_positionally(self) -> None:
         calls: list[tuple[int, int]] = []
