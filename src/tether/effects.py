@@ -20,7 +20,6 @@ from tether.messages import (
     ModelResponse,
     ToolEffect,
     ToolResult,
-    construct,
 )
 from tether.models.base import Model
 from tether.tools import RunContext, ToolSet, render_output
@@ -80,11 +79,4 @@ class Effects:
                 deps=run.deps,
             )
         value = await tool.execute(effect.arguments, ctx)
-        return construct(
-            ToolResult,
-            role="tool",
-            call_id=call.id,
-            name=call.name,
-            content=render_output(value),
-            status="ok",
-        )
+        return ToolResult.of(call, render_output(value))

@@ -241,9 +241,7 @@ class _Run:
             else:
                 # The other calls of this step still run; this one gets the error.
                 calls.remove(final)
-                self.messages.append(
-                    ToolResult(call_id=final.id, name=final.name, content=str(exc), status="error")
-                )
+                self.messages.append(ToolResult.of(final, str(exc), "error"))
             return _NO_OUTPUT
 
     async def _call_tools(self, step: int, calls: list[ToolCall]) -> list[ToolResult]:
@@ -268,14 +266,7 @@ class _Run:
                 ToolEffect(self.state, call, index, arguments)
             )
         except ToolError as exc:
-            result = construct(
-                ToolResult,
-                role="tool",
-                call_id=call.id,
-                name=call.name,
-                content=str(exc),
-                status="error",
-            )
+            result = ToolResult.of(call, str(exc), "error")
         if sink is not None:
             sink(ToolReturned(step, result, time.perf_counter() - started))
         return result

@@ -205,6 +205,13 @@ class ToolResult(BaseModel):
     content: str
     status: ToolStatus = "ok"
 
+    @classmethod
+    def of(cls, call: ToolCall, content: str, status: ToolStatus = "ok") -> ToolResult:
+        """The result of `call` (built without validation: for trusted values)."""
+        return construct(
+            cls, role="tool", call_id=call.id, name=call.name, content=content, status=status
+        )
+
 
 Message = Annotated[
     SystemMessage | UserMessage | AssistantMessage | ToolResult, Field(discriminator="role")

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field
 
+from tests.tools.json_values import as_json, same
 from tether import Agent, RunContext, Tool, tool
 from tether.errors import ToolArgumentsInvalid
 from tether.messages import ToolCall, ToolResult
@@ -194,30 +195,6 @@ def for_tool(tool_: Tool) -> st.SearchStrategy[dict[str, Any]]:
     return _for_fields(
         {(f.alias or n): (f.annotation, f.is_required()) for n, f in model.model_fields.items()}
     )
-
-
-def as_json(value: Any) -> Any:
-    """A received value back as JSON data: models by alias (only keys that were set)."""
-    if isinstance(value, BaseModel):
-        return as_json(value.model_dump(by_alias=True, exclude_unset=True))
-    if isinstance(value, list | tuple):
-        return [as_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: as_json(v) for k, v in value.items()}
-    return value
-
-
-def same(got: Any, want: Any) -> bool:
-    """Equal with types (a bool is not an int); an int sent for a float may become a float."""
-    if isinstance(got, bool) or isinstance(want, bool):
-        return type(got) is type(want) and got == want
-    if isinstance(got, float) and isinstance(want, int | float):
-        return got == want
-    if isinstance(got, list) and isinstance(want, list):
-        return len(got) == len(want) and all(same(g, w) for g, w in zip(got, want, strict=True))
-    if isinstance(got, dict) and isinstance(want, dict):
-        return got.keys() == want.keys() and all(same(got[k], want[k]) for k in got)
-    return type(got) is type(want) and got == want
 
 
 def _json_name(tool_: Tool, python_name: str) -> str:

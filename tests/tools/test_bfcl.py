@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 import jsonschema
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tests.tools.bfcl_data import (
     CATEGORIES,
@@ -38,6 +38,7 @@ from tests.tools.bfcl_data import (
     load_entries,
     tools_for,
 )
+from tests.tools.json_values import as_json, same
 from tether import Tool, tool
 from tether.errors import ToolArgumentsInvalid
 from tether.messages import ToolCall
@@ -134,30 +135,6 @@ def _names_field(message: str, name: str) -> bool:
 
 
 # --- comparing values -------------------------------------------------------------------
-
-
-def plain(value: Any) -> Any:
-    """A validated value as JSON-like data: models by alias, only the keys that were set."""
-    if isinstance(value, BaseModel):
-        return {k: plain(v) for k, v in value.model_dump(by_alias=True, exclude_unset=True).items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
-
-
-def same(got: Any, want: Any) -> bool:
-    """Equal, with types: a bool is not an int, and only int -> float may be coerced."""
-    if isinstance(got, bool) or isinstance(want, bool):
-        return type(got) is type(want) and got == want
-    if isinstance(got, float) and isinstance(want, int | float):
-        return got == want
-    if isinstance(got, list) and isinstance(want, list):
-        return len(got) == len(want) and all(same(g, w) for g, w in zip(got, want, strict=True))
-    if isinstance(got, dict) and isinstance(want, dict):
-        return got.keys() == want.keys() and all(same(got[k], want[k]) for k in got)
-    return type(got) is type(want) and got == want
 
 
 # --- schemas --------------------------------------------------------------------------------
@@ -290,8 +267,8 @@ async def test_ground_truth_calls_validate_and_reach_the_tool(category: str) -> 
     for call in _calls(category):
         tool_ = call.function.tool
         schema_errors = list(_validator(call.function).iter_errors(call.arguments))
-        as_json = ToolCall(id="c", name=tool_.name, arguments=json.dumps(call.arguments))
-        validated, error = _validate(tool_, as_json)
+        as_text = ToolCall(id="c", name=tool_.name, arguments=json.dumps(call.arguments))
+        validated, error = _validate(tool_, as_text)
         if error is not None:
             refused.add(call.entry_id)
             refused_calls += 1
@@ -304,6 +281,10 @@ async def test_ground_truth_calls_validate_and_reach_the_tool(category: str) -> 
         accepted += 1
         # Anthropic-style object arguments validate the same way.
         as_object = ToolCall(id="c", name=tool_.name, arguments=call.arguments)
+        from_object, object_error = _validate(tool_, as_object)
+        assert object_error is None, f"{call.entry_id}: {object_error}"
+        assert from_object == validated, call.entry_id
+        as_object = ToolCall(id="c", name=tool_.name, arguments=call.arguments)
         assert tool_.validate(as_object).keys() == validated.keys()
 
         python_arguments = _python_arguments(call)
@@ -312,7 +293,7 @@ async def test_ground_truth_calls_validate_and_reach_the_tool(category: str) -> 
         for python_name, value in validated.items():
             if python_name in python_arguments:
                 want = python_arguments[python_name]
-                assert same(plain(value), want), f"{call.entry_id} {python_name}: {value!r}"
+                assert same(as_json(value), want), f"{call.entry_id} {python_name}: {value!r}"
             else:
                 assert value == defaults[python_name].default, f"{call.entry_id} {python_name}"
 
@@ -338,7 +319,7 @@ def test_reserved_parameter_names_in_bfcl_reach_the_tool() -> None:
                 validated = call.function.tool.validate(
                     ToolCall(id="c", name=call.function.tool.name, arguments=call.arguments)
                 )
-                assert same(plain(validated[name]), call.arguments[name])
+                assert same(as_json(validated[name]), call.arguments[name])
                 seen[name] += 1
     assert seen["_from"] >= 10
     assert seen["_class"] >= 5
