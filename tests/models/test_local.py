@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from tether import Agent, ConfigError, ToolCalled, ToolReturned
+from tether import Agent, ConfigError, ModelSettings, ToolCalled, ToolReturned
 from tether.cli import load_agent
 from tether.messages import (
     AssistantMessage,
@@ -166,3 +166,20 @@ async def test_structured_output_through_the_grammar() -> None:
     assert isinstance(result.output, Report)
     assert result.output.city.lower() == "berlin"
     assert result.output.temperature_c == 16.0
+
+
+def test_no_key_and_no_model_means_local() -> None:
+    assert Agent().spec().model_name == "local"
+
+
+@pytest.mark.local_model
+async def test_tether_local_model_names_another_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = embedded_model_path(get_settings().cache_dir)  # any GGUF file will do
+    monkeypatch.setenv("TETHER_LOCAL_MODEL", str(path))
+    get_settings.cache_clear()
+    agent = Agent(model="local", model_settings=ModelSettings(max_tokens=8))
+    assert agent.spec().model_name == f"local:{path}"
+    result = await agent.run("Say OK.")
+    assert result.status == "completed"
+    assert result.output.strip()
+    assert 0 < result.usage.output_tokens <= 8
