@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from tether.messages import RunResult
 
 __all__ = [
+    "BudgetExceeded",
+    "CircuitOpen",
     "ConfigError",
+    "LoopDetected",
     "MaxStepsExceeded",
     "ModelAuthError",
     "ModelConnectionError",
@@ -26,7 +29,9 @@ __all__ = [
     "ModelResponseError",
     "ModelTimeout",
     "OutputValidationError",
+    "RateLimited",
     "RunStopped",
+    "RunTimeout",
     "TetherError",
     "ToolArgumentsInvalid",
     "ToolError",
@@ -182,3 +187,49 @@ class UsageLimitExceeded(RunStopped):
 
 class OutputValidationError(RunStopped):
     """The final answer did not validate against the output type after every re-ask."""
+
+
+class BudgetExceeded(RunStopped):
+    """The next model call could cost more than what is left of the run's budget.
+
+    Checked before the call with its worst case (prompt plus max output tokens at the
+    model's price), so the budget is never crossed. Raise the budget, lower
+    `max_tokens`, or put a cheaper model in the chain.
+    """
+
+
+class LoopDetected(RunStopped):
+    """The model kept repeating the same tool calls after being told it was looping."""
+
+
+class RunTimeout(RunStopped):
+    """The run took longer than its wall-clock limit (`Policy(timeout=...)`)."""
+
+
+class RateLimited(RunStopped):
+    """A rate limit would have been crossed and waiting for it was not allowed (or too long).
+
+    `retry_after` says how long until the limit would allow the call.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, result: RunResult | None = None
+    ) -> None:
+        super().__init__(message, result=result)
+        self.retry_after = retry_after
+
+
+# --- availability -----------------------------------------------------------------------------
+
+
+class CircuitOpen(TetherError):
+    """A model deployment or tool failed too often recently; calls fail fast until it cools down.
+
+    A fallback chain moves on to its next tier at once; a tool without a fallback answers
+    the model with a `degraded` result. `retry_after` is the time left in the cool-down.
+    """
+
+    def __init__(self, message: str, *, target: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.target = target
+        self.retry_after = retry_after

@@ -188,14 +188,16 @@ class AssistantMessage(BaseModel):
         return [p for p in self.parts if isinstance(p, ToolCall)]
 
 
-ToolStatus = Literal["ok", "error", "denied"]
+ToolStatus = Literal["ok", "error", "denied", "degraded"]
 
 
 class ToolResult(BaseModel):
     """The outcome of one tool call, as the model will see it.
 
-    `status` is `ok`, `error` (the model may correct its call) or `denied` (a permission
-    or confirmation refused it). `content` is the tool's output rendered as text.
+    `status` is `ok`, `error` (the model may correct its call), `denied` (a permission
+    or confirmation refused it) or `degraded` (the tool and its fallbacks are unavailable:
+    the model should not retry, and should tell the user). `content` is the tool's output
+    rendered as text.
     """
 
     model_config = _FROZEN
@@ -264,7 +266,17 @@ class ModelResponse(BaseModel):
     finish_reason: str | None = None
 
 
-RunStatus = Literal["completed", "max_steps", "usage_limit", "output_invalid", "failed"]
+RunStatus = Literal[
+    "completed",
+    "max_steps",
+    "usage_limit",
+    "output_invalid",
+    "budget",
+    "loop",
+    "timeout",
+    "rate_limited",
+    "failed",
+]
 
 
 class RunResult(BaseModel):
@@ -280,6 +292,12 @@ class RunResult(BaseModel):
     steps: int = 0
     duration_s: float = 0.0
     error: str | None = None
+    degraded: bool = False
+    """A fallback served some call: a later model tier, a fallback tool, or none at all."""
+    degraded_reasons: list[str] = Field(default_factory=list)
+    critic_rejected: bool = False
+    """The output critic still rejected the final answer after every revision."""
+    critic_issues: list[str] = Field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -312,6 +330,27 @@ class RunState:
     requests: int = 0
     tool_calls: int = 0
     cost_usd: float = 0.0
+    started: float = 0.0
+    """`time.monotonic()` when the run started."""
+    degraded_reasons: list[str] | None = None
+    """Why fallbacks served calls of this run (None until one does)."""
+    extras: dict[str, Any] | None = None
+    """Per-run state of policies, keyed by policy (None until one keeps some)."""
+
+    def degrade(self, reason: str) -> None:
+        """Record that a fallback served a call, and why."""
+        if self.degraded_reasons is None:
+            self.degraded_reasons = []
+        self.degraded_reasons.append(reason)
+
+    def extra(self, key: str, factory: Callable[[], Any]) -> Any:
+        """A policy's state for this run, made by `factory` on first use."""
+        if self.extras is None:
+            self.extras = {}
+        found = self.extras.get(key)
+        if found is None:
+            found = self.extras[key] = factory()
+        return found
 
     @property
     def usage(self) -> Usage:

@@ -14,7 +14,7 @@ import json
 import math
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, overload
 
 from pydantic import BaseModel, ValidationError
@@ -51,10 +51,13 @@ class Tool:
         "_semaphore",
         "_signature",
         "description",
+        "fallbacks",
         "function",
         "is_async",
         "max_concurrency",
         "name",
+        "retries",
+        "retryable",
         "timeout",
     )
 
@@ -66,6 +69,9 @@ class Tool:
         description: str | None = None,
         timeout: float | None = None,
         max_concurrency: int | None = None,
+        retries: int | None = None,
+        retryable: bool = True,
+        fallbacks: Sequence[Tool | Callable[..., Any]] = (),
     ) -> None:
         if not callable(function):
             raise ConfigError(f"a tool must be callable, got {type(function).__name__}")
@@ -94,8 +100,17 @@ class Tool:
                 f"tool name {self.name!r} must be 1 to 64 ASCII letters, digits, '_' or '-' "
                 "(what OpenAI and Anthropic accept); pass name=... to @tool"
             )
+        if retries is not None and not (isinstance(retries, int) and 0 <= retries <= 100):
+            raise ConfigError(
+                f"tool retries must be an int from 0 to 100 (or None), got {retries!r}"
+            )
         self.timeout = timeout
         self.max_concurrency = max_concurrency
+        self.retries = retries
+        self.retryable = retryable
+        self.fallbacks: tuple[Tool, ...] = tuple(
+            f if isinstance(f, Tool) else Tool(f) for f in fallbacks
+        )
         self._semaphore = _LoopSemaphore(max_concurrency) if max_concurrency else None
         call = getattr(target, "__call__", None)  # noqa: B004 - callable objects
         self.is_async = inspect.iscoroutinefunction(target) or (
@@ -141,6 +156,9 @@ class Tool:
             description=self.description,
             timeout=self.timeout,
             max_concurrency=self.max_concurrency,
+            retries=self.retries,
+            retryable=self.retryable,
+            fallbacks=self.fallbacks,
         )
         bound._semaphore = self._semaphore  # one limit for the method, across instances
         return bound
@@ -301,6 +319,9 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     max_concurrency: int | None = None,
+    retries: int | None = None,
+    retryable: bool = True,
+    fallbacks: Sequence[Tool | Callable[..., Any]] = (),
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -312,6 +333,9 @@ def tool(
     description: str | None = None,
     timeout: float | None = None,
     max_concurrency: int | None = None,
+    retries: int | None = None,
+    retryable: bool = True,
+    fallbacks: Sequence[Tool | Callable[..., Any]] = (),
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Declare a function (sync or async, or a method) as a tool the model may call.
 
@@ -320,6 +344,12 @@ def tool(
         description: Overrides the docstring's summary.
         timeout: Seconds before the call is cancelled and the model told it timed out.
         max_concurrency: At most this many executions of this tool at once, process-wide.
+        retries: Extra attempts after a retryable failure (a timeout, an exception);
+            `None` uses the agent's `Retry(tool_attempts=...)`. A `ToolError` you raise
+            and invalid arguments are never retried.
+        retryable: `False` for a tool that must never run twice for one call.
+        fallbacks: Tools tried in order, with the same arguments, when this one is
+            unavailable; when all are, the model gets a `degraded` result.
 
     Example:
         ```python
@@ -340,6 +370,9 @@ def tool(
             description=description,
             timeout=timeout,
             max_concurrency=max_concurrency,
+            retries=retries,
+            retryable=retryable,
+            fallbacks=fallbacks,
         )
 
     return wrap(function) if function is not None else wrap

@@ -1,18 +1,4 @@
-"""Deterministic models for tests and demos: `ScriptedModel` and `FunctionModel`.
-
-Example:
-    ```python
-    from tether.testing import ScriptedModel, call, calls, reply
-
-    model = ScriptedModel([
-        call("get_weather", city="Paris"),
-        calls(call("get_time", tz="CET"), call("get_news")),  # parallel calls, one step
-        reply("Sunny, 21 °C."),
-    ])
-    result = await Agent(model=model, tools=[get_weather, get_time, get_news]).run("...")
-    model.assert_complete()
-    ```
-"""
+"""`ScriptedModel` and `FunctionModel`: deterministic models for tests and demos."""
 
 from __future__ import annotations
 

@@ -1,0 +1,38 @@
+"""Test doubles for agents: scripted and function models (and, with the reliability
+policies, fault injection and a fake clock).
+
+Example:
+    ```python
+    from tether.testing import ScriptedModel, call, calls, reply
+
+    model = ScriptedModel([
+        call("get_weather", city="Paris"),
+        calls(call("get_time", tz="CET"), call("get_news")),  # parallel calls, one step
+        reply("Sunny, 21 °C."),
+    ])
+    result = await Agent(model=model, tools=[get_weather, get_time, get_news]).run("...")
+    model.assert_complete()
+    ```
+"""
+
+from tether.testing.scripted import (
+    FunctionModel,
+    ScriptedModel,
+    ScriptExhausted,
+    Step,
+    call,
+    calls,
+    raise_error,
+    reply,
+)
+
+__all__ = [
+    "FunctionModel",
+    "ScriptExhausted",
+    "ScriptedModel",
+    "Step",
+    "call",
+    "calls",
+    "raise_error",
+    "reply",
+]
