@@ -224,8 +224,8 @@ class TestStops:
         model = ScriptedModel(
             [call("add", a=1, b=2), raise_error(ModelRateLimited("slow down", retry_after=3))]
         )
-        with pytest.raises(ModelRateLimited) as info:
-            await Agent(model=model, tools=[add]).run("go")
+        with pytest.raises(ModelRateLimited) as info:  # retries off: nothing absorbs it
+            await Agent(model=model, tools=[add], policy=Policy(retry=None)).run("go")
         assert info.value.retry_after == 3
         partial: RunResult = info.value.result  # type: ignore[attr-defined]
         assert partial.status == "failed"

@@ -143,7 +143,7 @@ async def test_a_model_error_raises_from_the_iterator() -> None:
     model = ScriptedModel([raise_error(ModelRateLimited("429"))])
     events: list[Event] = []
     with pytest.raises(ModelRateLimited):
-        await collect(Agent(model=model), events)
+        await collect(Agent(model=model, policy=Policy(retry=None)), events)
     assert shape(events) == [("RunStarted", None), ("StepStarted", 1)]
 
 

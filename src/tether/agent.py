@@ -8,14 +8,14 @@ policy onion are built once, not per run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Any
 
 from tether.effects import Effects
 from tether.errors import ConfigError
-from tether.loop import Event, RunSpec, run_loop
+from tether.loop import Event, Reviewer, RunSpec, run_loop
 from tether.messages import Message, ModelSettings, RunResult
-from tether.models import Model, infer_model
+from tether.models import Model, infer_model, price_of
 from tether.observe import LogEffects
 from tether.policy import Policy
 from tether.settings import get_settings
@@ -29,13 +29,16 @@ class Agent:
 
     Args:
         model: A name (`"openai:gpt-4.1-mini"`, `"anthropic:claude-haiku-4-5"`,
-            `"local"`), a `Model`, or `None` for the configured default (`local` when
-            no API key is set).
+            `"local"`), a `Model`, a list of them (a fallback chain, primary first), or
+            `None` for the configured default (`local` when no API key is set).
         instructions: The system prompt.
         tools: `@tool` functions, or plain callables (wrapped with defaults).
         output: The type of the final answer; `str` (default) for free text, or a
             pydantic model (or any type pydantic can validate), re-asked when invalid.
-        policy: Step limit, usage limits, output retries, extra effect policies.
+        policy: Retries, circuit breakers, rate limits, budget, loop guard, limits,
+            timeout (see `Policy`; the defaults are the production ones).
+        critic: Checks the final answer (e.g. `tether.guards.Critic`) and asks for
+            revisions; after its last revision the result is flagged `critic_rejected`.
         model_settings: Sampling settings (max_tokens, temperature, ...).
         name: Shown in logs and run records; defaults to `"agent"`.
 
@@ -49,20 +52,19 @@ class Agent:
 
     def __init__(
         self,
-        model: Model | str | None = None,
+        model: ModelChoice = None,
         *,
         instructions: str | None = None,
         tools: Sequence[Tool | Callable[..., Any]] = (),
         output: Any = str,
         policy: Policy | None = None,
+        critic: Reviewer | None = None,
         model_settings: ModelSettings | None = None,
         name: str = "agent",
     ) -> None:
-        if model is not None and not isinstance(model, Model | str):
-            raise ConfigError(
-                f"model must be a name like 'openai:gpt-4.1-mini' or a Model, got {model!r}"
-            )
+        _check_model_choice(model)
         self.model = model
+        self.critic = critic
         self.instructions = instructions
         self.tools = ToolSet(tools)
         if OUTPUT_TOOL_NAME in self.tools:
@@ -72,30 +74,39 @@ class Agent:
         self.policy = policy or Policy()
         self.model_settings = model_settings or ModelSettings()
         self.name = name
-        self._specs: dict[int | str | None, RunSpec] = {}
+        self._specs: dict[Hashable, RunSpec] = {}
 
-    def spec(self, model: Model | str | None = None) -> RunSpec:
+    def spec(self, model: ModelChoice = None) -> RunSpec:
         """The resolved run spec for this agent (and an optional model override), cached."""
-        # A Model is keyed by identity (two may share a name, as scripted ones do); its
-        # cached spec keeps it alive, so the id is not reused.
-        key = id(model) if isinstance(model, Model) else model
+        _check_model_choice(model)
+        key = _key(model)
         found = self._specs.get(key)
         if found is None:
-            resolved = infer_model(model if model is not None else self.model)
+            chain = _resolve(model if model is not None else self.model)
             settings = self.model_settings
             if settings.timeout is None:
                 settings = settings.model_copy(update={"timeout": get_settings().model_timeout})
-            effects = Effects(resolved, self.tools, [LogEffects(), *self.policy.layers()])
+            policy = self.policy
+            effects = Effects(
+                chain,
+                self.tools,
+                [LogEffects(), *policy.run_layers([m.name for m in chain], price_of)],
+                model_layers=policy.model_layers,
+                tool_layers=policy.tool_layers,
+                fallback_on=policy.fallback_on,
+            )
             found = RunSpec(
                 name=self.name,
-                model_name=resolved.name,
+                model_name=chain[0].name,
                 effects=effects,
                 tools=self.tools,
                 instructions=self.instructions,
                 output=self._output,
                 settings=settings,
-                max_steps=self.policy.max_steps,
-                output_retries=self.policy.output_retries,
+                max_steps=policy.max_steps,
+                output_retries=policy.output_retries,
+                critic=self.critic,
+                timeout=policy.timeout,
             )
             self._specs[key] = found
         return found
@@ -108,7 +119,7 @@ class Agent:
         deps: Any = None,
         history: list[Message] | None = None,
         run_id: str | None = None,
-        model: Model | str | None = None,
+        model: ModelChoice = None,
     ) -> RunResult:
         """Run to a final answer.
 
@@ -152,7 +163,7 @@ class Agent:
         deps: Any = None,
         history: list[Message] | None = None,
         run_id: str | None = None,
-        model: Model | str | None = None,
+        model: ModelChoice = None,
     ) -> AsyncIterator[Event]:
         """Run, yielding events as they happen: `RunStarted`, `StepStarted`, `TextDelta`,
         `ModelResponded`, `ToolCalled`, `ToolReturned`, and last `RunCompleted`.
@@ -190,3 +201,32 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, model={self.model!r}, tools={len(self.tools)})"
+
+
+ModelChoice = Model | str | Sequence[Model | str] | None
+"""A model name or `Model`, a fallback chain of them (primary first), or None (default)."""
+
+
+def _check_model_choice(model: object) -> None:
+    items = model if isinstance(model, list | tuple) else [model]
+    if not items or not all(m is None or isinstance(m, Model | str) for m in items):
+        raise ConfigError(
+            "model must be a name like 'openai:gpt-4.1-mini', a Model, or a non-empty list of "
+            f"them (a fallback chain, primary first); got {model!r}"
+        )
+    if len(items) > 1 and any(m is None for m in items):
+        raise ConfigError("a fallback chain names every tier; None is not a model")
+
+
+def _key(model: ModelChoice) -> Hashable:
+    # A Model is keyed by identity (two may share a name, as scripted ones do); its
+    # cached spec keeps it alive, so the id is not reused.
+    if isinstance(model, list | tuple):
+        return tuple(_key(m) for m in model)
+    return id(model) if isinstance(model, Model) else model
+
+
+def _resolve(model: ModelChoice) -> list[Model]:
+    if isinstance(model, Model | str) or model is None:
+        return [infer_model(model)]
+    return [infer_model(m) for m in model]

@@ -15,15 +15,19 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tether.effects import Effects
 from tether.errors import (
+    BudgetExceeded,
+    LoopDetected,
     MaxStepsExceeded,
     OutputValidationError,
+    RateLimited,
     RunStopped,
+    RunTimeout,
     ToolError,
     UsageLimitExceeded,
 )
@@ -47,7 +51,7 @@ from tether.messages import (
 )
 from tether.models.pricing import cost_of
 from tether.observe import enabled, get_logger
-from tether.tools import OUTPUT_TOOL_NAME, OutputTool, ToolSet
+from tether.tools import OUTPUT_TOOL_NAME, OutputTool, ToolSet, render_output
 
 __all__ = [
     "Event",
@@ -116,6 +120,16 @@ Event = (
 Sink = Callable[[Event], None]
 
 
+class Reviewer(Protocol):
+    """What the loop needs of an output critic (`tether.guards.Critic` is one)."""
+
+    max_revisions: int
+
+    async def assess(self, text: str) -> Sequence[str]: ...
+
+    def revise_instruction(self, issues: Sequence[str]) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunSpec:
     """Everything a run needs, resolved once per agent (and model)."""
@@ -129,6 +143,9 @@ class RunSpec:
     settings: ModelSettings
     max_steps: int
     output_retries: int
+    critic: Reviewer | None = None
+    timeout: float | None = None
+    """Wall-clock seconds for the whole run."""
 
     @property
     def tool_definitions(self) -> list[ToolDefinition]:
@@ -141,13 +158,26 @@ _STATUS: dict[type[RunStopped], RunStatus] = {
     MaxStepsExceeded: "max_steps",
     UsageLimitExceeded: "usage_limit",
     OutputValidationError: "output_invalid",
+    BudgetExceeded: "budget",
+    LoopDetected: "loop",
+    RunTimeout: "timeout",
+    RateLimited: "rate_limited",
 }
 
 
 class _Run:
     """One run's mutable state; short-lived, holds only what the run needs."""
 
-    __slots__ = ("definitions", "messages", "output_attempts", "sink", "spec", "started", "state")
+    __slots__ = (
+        "definitions",
+        "messages",
+        "output_attempts",
+        "revisions",
+        "sink",
+        "spec",
+        "started",
+        "state",
+    )
 
     def __init__(self, spec: RunSpec, state: RunState, messages: list[Message], sink: Sink | None):
         self.spec = spec
@@ -156,6 +186,7 @@ class _Run:
         self.sink = sink
         self.definitions = spec.tool_definitions
         self.output_attempts = 0
+        self.revisions = 0
         self.started = time.perf_counter()
 
     async def run(self) -> RunResult:
@@ -190,9 +221,15 @@ class _Run:
             if output is not None:
                 final = self._final_output(output, message, calls)
                 if final is not _NO_OUTPUT:
-                    return self._finish(final)
+                    done = await self._finish(final, calls)
+                    if done is not None:
+                        return done
+                    continue
             elif not calls:
-                return self._finish(message.text)
+                done = await self._finish(message.text, calls)
+                if done is not None:
+                    return done
+                continue
             if calls:
                 state.tool_calls += len(calls)  # before dispatch: limits see this step's
                 if len(calls) == 1:
@@ -271,13 +308,37 @@ class _Run:
             sink(ToolReturned(step, result, time.perf_counter() - started))
         return result
 
-    def _finish(self, output: Any) -> RunResult:
-        return self.result("completed", output=output)
+    async def _finish(self, output: Any, calls: list[ToolCall]) -> RunResult | None:
+        """The result, or None when the critic asks for a revision (the loop goes on)."""
+        critic = self.spec.critic
+        if critic is None:
+            return self.result("completed", output=output)
+        issues = list(await critic.assess(render_output(output)))
+        if not issues:
+            return self.result("completed", output=output)
+        if self.revisions >= critic.max_revisions:
+            return self.result("completed", output=output, critic_issues=issues)
+        self.revisions += 1
+        instruction = critic.revise_instruction(issues)
+        if not calls:
+            self.messages.append(UserMessage(content=instruction))
+        for call in calls:  # a structured answer: every call of the step gets its result
+            note = (
+                instruction if call.name == OUTPUT_TOOL_NAME else "Not run: the answer came first."
+            )
+            self.messages.append(ToolResult.of(call, note, "error"))
+        return None
 
     def result(
-        self, status: RunStatus, *, output: Any = None, error: str | None = None
+        self,
+        status: RunStatus,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        critic_issues: list[str] | None = None,
     ) -> RunResult:
         state = self.state
+        reasons = state.degraded_reasons
         return construct(
             RunResult,
             run_id=state.run_id,
@@ -289,6 +350,10 @@ class _Run:
             steps=state.step,
             duration_s=time.perf_counter() - self.started,
             error=error,
+            degraded=reasons is not None,
+            degraded_reasons=list(reasons) if reasons is not None else [],
+            critic_rejected=critic_issues is not None,
+            critic_issues=critic_issues or [],
         )
 
 
@@ -323,7 +388,13 @@ async def run_loop(
     `OutputValidationError`) with the partial run on `.result` when it cannot finish;
     a model error that no policy absorbed propagates with the partial run on `.result`.
     """
-    state = RunState(run_id=run_id or uuid.uuid4().hex, agent=spec.name, user=user, deps=deps)
+    state = RunState(
+        run_id=run_id or uuid.uuid4().hex,
+        agent=spec.name,
+        user=user,
+        deps=deps,
+        started=time.monotonic(),
+    )
     run = _Run(spec, state, _initial_messages(spec, prompt, history), sink)
     logged = enabled(logging.INFO)
     if logged:
@@ -333,7 +404,10 @@ async def run_loop(
     if sink is not None:
         sink(RunStarted(state.run_id, spec.name))
     try:
-        result = await run.run()
+        if spec.timeout is None:
+            result = await run.run()
+        else:
+            result = await _within(spec.timeout, run.run())
     except RunStopped as exc:
         exc.result = run.result(_STATUS.get(type(exc), "failed"), error=str(exc))
         _log_end(exc.result, logged)
@@ -347,6 +421,18 @@ async def run_loop(
     if sink is not None:
         sink(RunCompleted(result))
     return result
+
+
+async def _within(seconds: float, work: Coroutine[Any, Any, RunResult]) -> RunResult:
+    try:
+        async with asyncio.timeout(seconds) as deadline:
+            return await work
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # a timeout from inside the run, not ours
+        raise RunTimeout(
+            f"the run took longer than its limit of {seconds}s; raise Policy(timeout=...)"
+        ) from None
 
 
 def _log_end(result: RunResult, logged: bool) -> None:

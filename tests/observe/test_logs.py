@@ -110,7 +110,7 @@ async def test_a_failed_effect_logs_an_error_and_a_warning_run_end() -> None:
     stream = capture("INFO")
     model = ScriptedModel([raise_error(ModelRateLimited("slow down"))])
     with pytest.raises(ModelRateLimited):
-        await Agent(model=model).run("go")
+        await Agent(model=model, policy=Policy(retry=None)).run("go")
     events = lines(stream)
     assert [e["event"] for e in events] == ["run.start", "effect.start", "effect.error", "run.end"]
     error = events[2]
@@ -174,7 +174,7 @@ async def test_an_api_key_never_appears_in_logs_or_reprs(monkeypatch: pytest.Mon
         [call("add", a=1, b=2), raise_error(ModelRateLimited("429"))],
         name="openai:gpt-4.1-mini",
     )
-    agent = Agent(model=model, tools=[add])
+    agent = Agent(model=model, tools=[add], policy=Policy(retry=None))
     with pytest.raises(ModelRateLimited) as info:
         await agent.run("go")
 

@@ -19,6 +19,7 @@ from tether.messages import (
     Usage,
     UserMessage,
 )
+from tether.models import price_of
 from tether.policy import UsageLimitPolicy
 
 REQUEST = ModelRequest(messages=[UserMessage(content="hi")])
@@ -148,8 +149,10 @@ class TestDeclaration:
             UsageLimits(**{field: -1})
 
     def test_policy_layers(self) -> None:
-        assert Policy().layers() == []
-        [layer] = Policy(limits=UsageLimits(max_requests=1)).layers()
+        assert Policy(loop_guard=None).run_layers(["m"], price_of) == []
+        [layer] = Policy(limits=UsageLimits(max_requests=1), loop_guard=None).run_layers(
+            ["m"], price_of
+        )
         assert isinstance(layer, UsageLimitPolicy)
 
         class Mine:
@@ -159,7 +162,9 @@ class TestDeclaration:
                 return await call_next(effect)
 
         mine = Mine()
-        layers = Policy(limits=UsageLimits(max_requests=1), extra=[mine]).layers()
+        layers = Policy(
+            limits=UsageLimits(max_requests=1), loop_guard=None, extra=[mine]
+        ).run_layers(["m"], price_of)
         assert isinstance(layers[0], UsageLimitPolicy)
         assert layers[1] is mine
 

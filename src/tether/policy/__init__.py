@@ -1,6 +1,24 @@
 """Policies: small objects applied to every effect through the seam, and their config."""
 
+from tether.policy.breaker import Breaker
+from tether.policy.budget import Budget
+from tether.policy.clock import SYSTEM_CLOCK, Clock, SystemClock
 from tether.policy.limits import UsageLimitPolicy, UsageLimits
+from tether.policy.loop_guard import LoopGuard
+from tether.policy.ratelimit import RateLimits
+from tether.policy.retry import Retry
 from tether.policy.spec import Policy
 
-__all__ = ["Policy", "UsageLimitPolicy", "UsageLimits"]
+__all__ = [
+    "SYSTEM_CLOCK",
+    "Breaker",
+    "Budget",
+    "Clock",
+    "LoopGuard",
+    "Policy",
+    "RateLimits",
+    "Retry",
+    "SystemClock",
+    "UsageLimitPolicy",
+    "UsageLimits",
+]

@@ -15,6 +15,15 @@ Example:
     ```
 """
 
+from tether.testing.clock import FakeClock
+from tether.testing.faults import (
+    MODEL_FAULTS,
+    TOOL_FAULTS,
+    FaultRecord,
+    FaultyModel,
+    FaultyTool,
+    faulty_tool,
+)
 from tether.testing.scripted import (
     FunctionModel,
     ScriptedModel,
@@ -27,12 +36,19 @@ from tether.testing.scripted import (
 )
 
 __all__ = [
+    "MODEL_FAULTS",
+    "TOOL_FAULTS",
+    "FakeClock",
+    "FaultRecord",
+    "FaultyModel",
+    "FaultyTool",
     "FunctionModel",
     "ScriptExhausted",
     "ScriptedModel",
     "Step",
     "call",
     "calls",
+    "faulty_tool",
     "raise_error",
     "reply",
 ]
