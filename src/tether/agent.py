@@ -8,6 +8,7 @@ policy onion are built once, not per run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from tether.errors import ConfigError
 from tether.loop import Event, Reviewer, RunSpec, run_loop
 from tether.messages import Message, ModelSettings, RunResult
 from tether.models import Model, infer_model, price_of
-from tether.observe import LogEffects
+from tether.observe import LogEffects, log_retry
 from tether.policy import Policy
 from tether.settings import get_settings
 from tether.tools import OUTPUT_TOOL_NAME, OutputTool, Tool, ToolSet
@@ -86,7 +87,7 @@ class Agent:
             settings = self.model_settings
             if settings.timeout is None:
                 settings = settings.model_copy(update={"timeout": get_settings().model_timeout})
-            policy = self.policy
+            policy = _with_retry_log(self.policy)
             effects = Effects(
                 chain,
                 self.tools,
@@ -224,6 +225,14 @@ def _key(model: ModelChoice) -> Hashable:
     if isinstance(model, list | tuple):
         return tuple(_key(m) for m in model)
     return id(model) if isinstance(model, Model) else model
+
+
+def _with_retry_log(policy: Policy) -> Policy:
+    """Retries are logged unless the policy brings its own hook."""
+    retry = policy.retry
+    if retry is None or retry.on_retry is not None:
+        return policy
+    return dataclasses.replace(policy, retry=dataclasses.replace(retry, on_retry=log_retry))
 
 
 def _resolve(model: ModelChoice) -> list[Model]:

@@ -10,7 +10,23 @@ from typing import Any, ClassVar
 from tether.messages import CallNext, ModelResponse, ToolResult
 from tether.observe.logs import enabled, get_logger
 
-__all__ = ["LogEffects"]
+__all__ = ["LogEffects", "log_retry"]
+
+
+def log_retry(attempt: Any) -> None:
+    """Log one retry (a `tether.policy.retry.RetryAttempt`) as an `effect.retry` event."""
+    if not enabled(logging.WARNING):
+        return
+    get_logger().warning(
+        "effect.retry",
+        run_id=attempt.run.run_id,
+        step=attempt.run.step,
+        target=attempt.target,
+        attempt=attempt.attempt,
+        wait_s=round(attempt.wait, 3),
+        error=type(attempt.error).__name__,
+        message=str(attempt.error)[:500],
+    )
 
 
 class LogEffects:
