@@ -53,8 +53,8 @@ def test_the_readme_agent_builds_with_every_policy(monkeypatch: pytest.MonkeyPat
 
     tier = [type(p).__name__ for p in policy.model_layers(Tier())]
     assert len(tier) == 3
-    assert "Breaker" in tier[0]
-    assert "Rate" in tier[1]
+    assert "Rate" in tier[0]
+    assert "Breaker" in tier[1]
     assert "Retry" in tier[2]
     # refund is not retryable: only its breaker wraps it.
     [only] = [type(p).__name__ for p in policy.tool_layers(refund)]

@@ -4,11 +4,14 @@ A `Policy` turns into three kinds of effect policies, composed by `tether.effect
 
     run layers (outermost first): budget, usage limits, per-user rate limit, loop guard,
         your `extra` policies
-    per model tier, inside the fallback chain: its circuit breaker, its rate limit, retry
+    per model tier, inside the fallback chain: its rate limit, its circuit breaker, retry
     per tool (and each of its fallbacks): its circuit breaker, retry
 
-so a tier whose breaker is open is skipped at once (without first waiting for rate-limit
-capacity), and retries never re-run the chain.
+so a tier whose breaker is open is skipped without a call, and retries never re-run the
+chain. The breaker sits inside the rate limiter on purpose: a call that waited for rate
+capacity asks the breaker afterwards, so nothing reaches a target whose circuit opened
+meanwhile (an open tier may thus cost a bounded rate-limit wait before it is skipped;
+the tokens are refunded).
 """
 
 from __future__ import annotations
@@ -91,8 +94,8 @@ class Policy:
     def model_layers(self, model: Any) -> list[EffectPolicy]:
         """The policies of one model tier (`model.name`), outermost first."""
         found = (
-            self.breaker.for_model(model.name) if self.breaker is not None else None,
             self.rate_limits.for_model(model.name) if self.rate_limits is not None else None,
+            self.breaker.for_model(model.name) if self.breaker is not None else None,
             self.retry.for_model(model.name) if self.retry is not None else None,
         )
         return [layer for layer in found if layer is not None]
