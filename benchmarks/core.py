@@ -43,7 +43,7 @@ from minimal_loop import Tool as MinimalTool
 from minimal_loop import add as minimal_add
 from minimal_loop import make_model, minimal_run, tool_definitions
 
-from tether import Agent, tool
+from tether import Agent, Policy, tool
 from tether.messages import (
     AssistantMessage,
     ModelRequest,
@@ -56,7 +56,15 @@ from tether.models import Model
 from tether.testing import FunctionModel, ScriptedModel, call, reply
 
 OUT = Path(__file__).resolve().parent / "out" / "core.json"
-ARGUMENTS = '{"a": 1, "b": 2}'
+
+
+def arguments(step: int) -> str:
+    """The tool-call arguments of a step: different each step, as in a real run (the same
+    call repeated step after step is a loop, which tether's loop guard stops)."""
+    return _ARGUMENTS[step] if step < len(_ARGUMENTS) else f'{{"a": {step}, "b": 2}}'
+
+
+_ARGUMENTS = [f'{{"a": {step}, "b": 2}}' for step in range(64)]
 USAGE = Usage(input_tokens=10, output_tokens=5)
 KB = 1024
 
@@ -115,7 +123,7 @@ class BenchModel(Model):
         parts: list[TextPart | ToolCall]
         if step < self.steps:
             parts = [
-                ToolCall(id=f"call_{step}_{i}", name=self.tool, arguments=ARGUMENTS)
+                ToolCall(id=f"call_{step}_{i}", name=self.tool, arguments=arguments(step))
                 for i in range(self.parallel)
             ]
         else:
@@ -136,8 +144,14 @@ class BenchModel(Model):
         return self.respond(step)
 
 
-def tether_runner(model: Model, tools: Sequence[Any] = (add,)) -> Callable[[], Awaitable[Any]]:
-    agent = Agent(model=model, tools=list(tools))
+CORE = Policy(retry=None, breaker=None, loop_guard=None)
+"""The core runtime, as the core issue's targets measure it: no reliability policies."""
+
+
+def tether_runner(
+    model: Model, tools: Sequence[Any] = (add,), policy: Policy = CORE
+) -> Callable[[], Awaitable[Any]]:
+    agent = Agent(model=model, tools=list(tools), policy=policy)
     agent.spec()  # resolve once, as a long-lived agent would
 
     def run() -> Awaitable[Any]:
@@ -175,7 +189,7 @@ async def overhead(steps: int, runs: int, repeats: int) -> dict[str, Any]:
     `tether_function` uses `FunctionModel` returning fully validated messages.
     """
     scripted = ScriptedModel(
-        [*(call("add", raw=ARGUMENTS) for _ in range(steps - 1)), reply("3")] * runs
+        [*(call("add", raw=arguments(s)) for s in range(1, steps)), reply("3")] * runs
     )
     function_model = FunctionModel(_validated_responses(steps))
     contenders: dict[str, Callable[[], Awaitable[Any]]] = {
@@ -214,7 +228,7 @@ def _validated_responses(steps: int) -> Callable[[ModelRequest], ModelResponse]:
     def answer(request: ModelRequest) -> ModelResponse:
         step = (len(request.messages) - 1) // 2 + 1
         parts: list[TextPart | ToolCall] = (
-            [ToolCall(id=f"call_{step}_0", name="add", arguments=ARGUMENTS)]
+            [ToolCall(id=f"call_{step}_0", name="add", arguments=arguments(step))]
             if step < steps
             else [TextPart(text="3")]
         )
@@ -249,6 +263,7 @@ async def concurrency(n: int, steps: int, latency: float, repeats: int) -> dict[
         "minimal": minimal_runner(make_model(steps, latency=latency)),
         "tether": tether_runner(BenchModel(steps, latency=latency)),
         "tether_function": tether_runner(model),
+        "tether_defaults": tether_runner(BenchModel(steps, latency=latency), policy=Policy()),
     }
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
@@ -438,17 +453,21 @@ async def main(quick: bool, out: Path = OUT) -> dict[str, Any]:
                 tr <= limit,
             )
         )
-        fr = c[size]["tether_function"]["ratio_to_ideal"]
-        rows.append(
-            _row(
-                "  same, FunctionModel (keeps requests)",
-                "",
-                f"{fr:.2f}x ({c[size]['tether_function']['wall_s'] * 1000:.0f} ms)",
-                f"{mr:.2f}x",
-                fr / mr,
-                None,
+        for key, label in (
+            ("tether_function", "  same, FunctionModel (keeps requests)"),
+            ("tether_defaults", "  same, default policies (retry, breaker, guard)"),
+        ):
+            fr = c[size][key]["ratio_to_ideal"]
+            rows.append(
+                _row(
+                    label,
+                    "",
+                    f"{fr:.2f}x ({c[size][key]['wall_s'] * 1000:.0f} ms)",
+                    f"{mr:.2f}x",
+                    fr / mr,
+                    None,
+                )
             )
-        )
     tb, mb = h["tether"]["bytes_per_run"], h["minimal"]["bytes_per_run"]
     rows.append(
         _row(

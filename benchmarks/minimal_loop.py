@@ -83,7 +83,6 @@ def make_model(
     *,
     latency: float = 0.0,
     tool: str = "add",
-    arguments: str = '{"a": 1, "b": 2}',
     parallel: int = 1,
     wait: Callable[[int], Awaitable[None]] | None = None,
     reuse: bool = False,
@@ -120,7 +119,7 @@ def make_model(
                     {
                         "id": f"call_{step}_{i}",
                         "type": "function",
-                        "function": {"name": tool, "arguments": arguments},
+                        "function": {"name": tool, "arguments": f'{{"a": {step}, "b": 2}}'},
                     }
                     for i in range(parallel)
                 ],

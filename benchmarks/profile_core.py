@@ -20,14 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from core import ARGUMENTS, BenchModel, tether_runner
+from core import BenchModel, arguments, tether_runner
 
 from tether.testing import ScriptedModel, call, reply
 
 
 async def main(steps: int, runs: int, scripted: bool, concurrent: int, top: int) -> None:
     if scripted:
-        script = [*(call("add", raw=ARGUMENTS) for _ in range(steps - 1)), reply("3")]
+        script = [*(call("add", raw=arguments(s)) for s in range(1, steps)), reply("3")]
         model: ScriptedModel | BenchModel = ScriptedModel(script * (runs + 200))
     elif concurrent:
         model = BenchModel(steps, latency=0.05)
