@@ -192,3 +192,24 @@ async def test_a_run_past_its_wall_clock_limit_stops_with_a_partial_result() -> 
     assert partial is not None
     assert partial.status == "timeout"
     assert partial.steps == 1
+
+
+async def test_a_tool_brings_its_own_retry_policy() -> None:
+    clock = FakeClock()
+    attempts = 0
+
+    @tool(retry=Retry(tool_attempts=4, base=2.0, cap=2.0, clock=clock, seed=3))
+    async def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 4:
+            raise ConnectionError("try again")
+        return "ok"
+
+    model = ScriptedModel([call("flaky"), reply("done")])
+    policy = Policy(retry=Retry(tool_attempts=1), breaker=None)  # the agent's: no tool retry
+    result = await Agent(model=model, tools=[flaky], policy=policy).run("go")
+    assert result.messages[2].status == "ok"  # type: ignore[union-attr]
+    assert attempts == 4
+    assert len(clock.sleeps) == 3
+    assert all(0 <= wait <= 2.0 for wait in clock.sleeps)

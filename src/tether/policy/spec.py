@@ -101,9 +101,10 @@ class Policy:
         return [layer for layer in found if layer is not None]
 
     def tool_layers(self, tool: Any) -> list[EffectPolicy]:
-        """The policies of one tool, outermost first."""
+        """The policies of one tool, outermost first (its own `@tool(retry=...)` wins)."""
+        retry: Retry | None = getattr(tool, "retry", None) or self.retry
         found = (
             self.breaker.for_tool(tool) if self.breaker is not None else None,
-            self.retry.for_tool(tool) if self.retry is not None else None,
+            retry.for_tool(tool) if retry is not None else None,
         )
         return [layer for layer in found if layer is not None]

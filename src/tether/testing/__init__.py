@@ -16,14 +16,9 @@ Example:
 """
 
 from tether.testing.clock import FakeClock
-from tether.testing.faults import (
-    MODEL_FAULTS,
-    TOOL_FAULTS,
-    FaultRecord,
-    FaultyModel,
-    FaultyTool,
-    faulty_tool,
-)
+from tether.testing.faults import MODEL_FAULTS, TOOL_FAULTS, FaultRecord
+from tether.testing.faulty_model import FaultyModel
+from tether.testing.faulty_tool import FaultyTool, faulty_tool
 from tether.testing.scripted import (
     FunctionModel,
     ScriptedModel,

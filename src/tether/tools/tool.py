@@ -57,6 +57,7 @@ class Tool:
         "max_concurrency",
         "name",
         "retries",
+        "retry",
         "retryable",
         "timeout",
     )
@@ -72,6 +73,7 @@ class Tool:
         retries: int | None = None,
         retryable: bool = True,
         fallbacks: Sequence[Tool | Callable[..., Any]] = (),
+        retry: Any = None,
     ) -> None:
         if not callable(function):
             raise ConfigError(f"a tool must be callable, got {type(function).__name__}")
@@ -107,6 +109,7 @@ class Tool:
         self.timeout = timeout
         self.max_concurrency = max_concurrency
         self.retries = retries
+        self.retry = retry
         self.retryable = retryable
         self.fallbacks: tuple[Tool, ...] = tuple(
             f if isinstance(f, Tool) else Tool(f) for f in fallbacks
@@ -159,6 +162,7 @@ class Tool:
             retries=self.retries,
             retryable=self.retryable,
             fallbacks=self.fallbacks,
+            retry=self.retry,
         )
         bound._semaphore = self._semaphore  # one limit for the method, across instances
         return bound
@@ -322,6 +326,7 @@ def tool(
     retries: int | None = None,
     retryable: bool = True,
     fallbacks: Sequence[Tool | Callable[..., Any]] = (),
+    retry: Any = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -336,6 +341,7 @@ def tool(
     retries: int | None = None,
     retryable: bool = True,
     fallbacks: Sequence[Tool | Callable[..., Any]] = (),
+    retry: Any = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Declare a function (sync or async, or a method) as a tool the model may call.
 
@@ -350,6 +356,8 @@ def tool(
         retryable: `False` for a tool that must never run twice for one call.
         fallbacks: Tools tried in order, with the same arguments, when this one is
             unavailable; when all are, the model gets a `degraded` result.
+        retry: A `tether.policy.Retry` for this tool (attempts, base, cap), instead of
+            the agent's.
 
     Example:
         ```python
@@ -373,6 +381,7 @@ def tool(
             retries=retries,
             retryable=retryable,
             fallbacks=fallbacks,
+            retry=retry,
         )
 
     return wrap(function) if function is not None else wrap
