@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import count
@@ -224,18 +223,6 @@ class FakeAnthropic:
         self.bodies: list[dict[str, Any]] = []
         self.failures: list[str] = []
         self.server = FakeHTTPServer(self.handle)
-        # A client that gave up (a timeout test) makes the late answer fail with a broken
-        # pipe. Printing that traceback from the server thread would run `ast.parse`
-        # (3.11 tracebacks do) concurrently with the main thread's, which CPython 3.11.7
-        # can fail with "SystemError: AST constructor recursion depth mismatch".
-        http = self.server._server
-        report = http.handle_error
-
-        def handle_error(request: Any, client_address: Any) -> None:
-            if not isinstance(sys.exc_info()[1], ConnectionError):
-                report(request, client_address)
-
-        http.handle_error = handle_error  # type: ignore[method-assign]
 
     @property
     def url(self) -> str:
