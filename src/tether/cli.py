@@ -11,7 +11,6 @@ import importlib
 import importlib.util
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,12 +103,10 @@ class _LiveView:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.streaming = False
-        self.step_started = time.perf_counter()
 
     def show(self, event: Any) -> None:
         c = self.console
         if isinstance(event, StepStarted):
-            self.step_started = time.perf_counter()
             c.print(Text(f"step {event.step}", style="bold cyan"))
         elif isinstance(event, TextDelta):
             if not self.streaming:

@@ -175,7 +175,6 @@ class _Run:
         "revisions",
         "sink",
         "spec",
-        "started",
         "state",
     )
 
@@ -187,7 +186,6 @@ class _Run:
         self.definitions = spec.tool_definitions
         self.output_attempts = 0
         self.revisions = 0
-        self.started = time.perf_counter()
 
     async def run(self) -> RunResult:
         spec, state, sink, messages = self.spec, self.state, self.sink, self.messages
@@ -348,7 +346,7 @@ class _Run:
             usage=state.usage,
             cost_usd=state.cost_usd,
             steps=state.step,
-            duration_s=time.perf_counter() - self.started,
+            duration_s=time.perf_counter() - state.started,
             error=error,
             degraded=reasons is not None,
             degraded_reasons=list(reasons) if reasons is not None else [],
@@ -393,7 +391,7 @@ async def run_loop(
         agent=spec.name,
         user=user,
         deps=deps,
-        started=time.monotonic(),
+        started=time.perf_counter(),
     )
     run = _Run(spec, state, _initial_messages(spec, prompt, history), sink)
     logged = enabled(logging.INFO)

@@ -331,7 +331,7 @@ class RunState:
     tool_calls: int = 0
     cost_usd: float = 0.0
     started: float = 0.0
-    """`time.monotonic()` when the run started."""
+    """`time.perf_counter()` when the run started."""
     degraded_reasons: list[str] | None = None
     """Why fallbacks served calls of this run (None until one does)."""
     extras: dict[str, Any] | None = None

@@ -38,17 +38,7 @@ class FaultyTool(Tool):
         outage_fault: str,
         clock: Clock,
     ) -> None:
-        super().__init__(
-            original.function,
-            name=original.name,
-            description=original.description,
-            timeout=original.timeout,
-            max_concurrency=original.max_concurrency,
-            retries=original.retries,
-            retryable=original.retryable,
-            fallbacks=original.fallbacks,
-            retry=original.retry,
-        )
+        super().__init__(original.function, **original._options())
         self._semaphore = original._semaphore  # one concurrency limit, as for the original
         self.original = original
         self._plan = FaultPlan(

@@ -153,19 +153,22 @@ class Tool:
     def __get__(self, instance: object, owner: type | None = None) -> Tool:
         if instance is None:
             return self
-        bound = Tool(
-            self.function.__get__(instance, owner),
-            name=self.name,
-            description=self.description,
-            timeout=self.timeout,
-            max_concurrency=self.max_concurrency,
-            retries=self.retries,
-            retryable=self.retryable,
-            fallbacks=self.fallbacks,
-            retry=self.retry,
-        )
+        bound = Tool(self.function.__get__(instance, owner), **self._options())
         bound._semaphore = self._semaphore  # one limit for the method, across instances
         return bound
+
+    def _options(self) -> dict[str, Any]:
+        """The keywords this tool was declared with, to declare another like it."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "timeout": self.timeout,
+            "max_concurrency": self.max_concurrency,
+            "retries": self.retries,
+            "retryable": self.retryable,
+            "fallbacks": self.fallbacks,
+            "retry": self.retry,
+        }
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function directly, bypassing validation (handy in tests)."""
