@@ -15,7 +15,7 @@ from typing import Any
 from tether.effects import Effects
 from tether.errors import ConfigError
 from tether.loop import Event, Reviewer, RunSpec, run_loop
-from tether.messages import Message, ModelSettings, RunResult
+from tether.messages import EffectPolicy, Message, ModelSettings, RunResult
 from tether.models import Model, infer_model, price_of
 from tether.observe import LogEffects, log_retry
 from tether.policy import Policy
@@ -77,10 +77,14 @@ class Agent:
         self.name = name
         self._specs: dict[Hashable, RunSpec] = {}
 
-    def spec(self, model: ModelChoice = None) -> RunSpec:
-        """The resolved run spec for this agent (and an optional model override), cached."""
+    def spec(self, model: ModelChoice = None, *, outer: Sequence[EffectPolicy] = ()) -> RunSpec:
+        """The resolved run spec for this agent (and an optional model override), cached.
+
+        `outer` are policies around all the others (the durable runtime's journal and
+        shared budget); specs are cached per model and per `outer` tuple.
+        """
         _check_model_choice(model)
-        key = _key(model)
+        key = (_key(model), tuple(map(id, outer)))
         found = self._specs.get(key)
         if found is None:
             chain = _resolve(model if model is not None else self.model)
@@ -91,7 +95,7 @@ class Agent:
             effects = Effects(
                 chain,
                 self.tools,
-                [LogEffects(), *policy.run_layers([m.name for m in chain], price_of)],
+                [*outer, LogEffects(), *policy.run_layers([m.name for m in chain], price_of)],
                 model_layers=policy.model_layers,
                 tool_layers=policy.tool_layers,
                 fallback_on=policy.fallback_on,

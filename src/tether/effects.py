@@ -102,6 +102,11 @@ class Effects:
         }
         self.tool: CallNext = compose(self.policies, "tool", self._dispatch_tool)
 
+    @property
+    def model_names(self) -> list[str]:
+        """The names of the models that may serve a call (the chain, primary first)."""
+        return [model.name for model in self._models]
+
     def _dispatch_tool(self, effect: ToolEffect) -> Awaitable[ToolResult]:
         return self._tool_chains[effect.call.name](effect)
 

@@ -28,6 +28,7 @@ __all__ = [
     "ModelRateLimited",
     "ModelResponseError",
     "ModelTimeout",
+    "OutcomeUnknown",
     "OutputValidationError",
     "RateLimited",
     "RunStopped",
@@ -44,6 +45,18 @@ __all__ = [
 
 class TetherError(Exception):
     """Base of every error tether raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Durable runs journal a step's error (pickled) and raise it again on replay;
+        # the default reduce calls `cls(*args)`, which keyword-only arguments break.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[TetherError], args: tuple[Any, ...], state: dict[str, Any]) -> TetherError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 # --- developer mistakes -----------------------------------------------------------------
@@ -200,6 +213,30 @@ class BudgetExceeded(RunStopped):
 
 class LoopDetected(RunStopped):
     """The model kept repeating the same tool calls after being told it was looping."""
+
+
+class OutcomeUnknown(RunStopped):
+    """A side-effecting tool was interrupted (a crash) after it started and before its
+    result was recorded, and it does not dedupe on its idempotency key: it may or may not
+    have taken effect. The run stops for a human to find out and reconcile it:
+    `tether resolve RUN_ID --step N --result '...'` (what happened) or `--retry`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        step_id: int,
+        tool: str,
+        arguments: Any = None,
+        result: RunResult | None = None,
+    ) -> None:
+        super().__init__(message, result=result)
+        self.run_id = run_id
+        self.step_id = step_id
+        self.tool = tool
+        self.arguments = arguments
 
 
 class RunTimeout(RunStopped):

@@ -24,6 +24,7 @@ from tether.errors import (
     BudgetExceeded,
     LoopDetected,
     MaxStepsExceeded,
+    OutcomeUnknown,
     OutputValidationError,
     RateLimited,
     RunStopped,
@@ -162,6 +163,7 @@ _STATUS: dict[type[RunStopped], RunStatus] = {
     LoopDetected: "loop",
     RunTimeout: "timeout",
     RateLimited: "rate_limited",
+    OutcomeUnknown: "outcome_unknown",
 }
 
 
@@ -376,6 +378,7 @@ async def run_loop(
     *,
     run_id: str | None = None,
     user: str | None = None,
+    tenant: str | None = None,
     deps: Any = None,
     history: list[Message] | None = None,
     sink: Sink | None = None,
@@ -391,6 +394,7 @@ async def run_loop(
         agent=spec.name,
         user=user,
         deps=deps,
+        tenant=tenant,
         started=time.perf_counter(),
     )
     run = _Run(spec, state, _initial_messages(spec, prompt, history), sink)

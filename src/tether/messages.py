@@ -275,6 +275,7 @@ RunStatus = Literal[
     "loop",
     "timeout",
     "rate_limited",
+    "outcome_unknown",
     "failed",
 ]
 
@@ -323,6 +324,7 @@ class RunState:
     agent: str
     user: str | None = None
     deps: Any = None
+    tenant: str | None = None
     step: int = 0
     input_tokens: int = 0
     output_tokens: int = 0

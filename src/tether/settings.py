@@ -11,10 +11,26 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "TierBudget", "get_settings"]
+
+
+class TierBudget(BaseModel):
+    """What one tier's runs, users and tenants may spend, in USD (`None`: no limit).
+
+    Example (`TETHER_BUDGET_TIERS`):
+        `{"free": {"run_usd": 0.1, "user_day_usd": 1}, "pro": {"user_day_usd": 50}}`
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    user_day_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Per user per UTC day, across every run, process and machine."""
+    tenant_day_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Per tenant per UTC day, across all its users."""
 
 
 def _default_cache_dir() -> Path:
@@ -59,6 +75,24 @@ class Settings(BaseSettings):
     """Context window (tokens) of the local model."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     """Where the embedded model file is assembled once."""
+
+    database_url: str = "sqlite:///.tether/tether.db"
+    """Run history, the side-effect ledger, shared budgets and the durable engine's
+    journal. SQLite (a file, WAL mode) by default; `postgresql://...` to scale out."""
+    app_version: str = "1"
+    """The durable application version. Runs started under one version are resumed
+    only by processes of that version: bump it when a deploy changes what a run does
+    step by step (its tools, their order, the loop), and drain the old version first."""
+    budget_tiers: dict[str, TierBudget] = Field(default_factory=dict)
+    """Named spending tiers (JSON), e.g. free and pro; see `TierBudget`."""
+    tenant_tiers: dict[str, str] = Field(default_factory=dict)
+    """Which tier each tenant is on (JSON), e.g. `{"acme": "pro"}`."""
+    default_tier: str | None = None
+    """The tier of a run whose tenant has none (and of runs with no tenant)."""
+    worker_heartbeat_s: float = Field(default=2.0, gt=0)
+    """How often a worker writes its heartbeat."""
+    worker_stale_s: float = Field(default=15.0, gt=0)
+    """A worker whose heartbeat is older than this is dead; its runs are resumed."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["json", "console"] = "json"

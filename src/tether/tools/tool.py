@@ -50,16 +50,20 @@ class Tool:
         "_definition",
         "_semaphore",
         "_signature",
+        "dedupe",
         "description",
         "fallbacks",
         "function",
+        "idempotent",
         "is_async",
         "max_concurrency",
         "name",
         "retries",
         "retry",
         "retryable",
+        "side_effect",
         "timeout",
+        "volatile",
     )
 
     def __init__(
@@ -71,9 +75,13 @@ class Tool:
         timeout: float | None = None,
         max_concurrency: int | None = None,
         retries: int | None = None,
-        retryable: bool = True,
+        retryable: bool | None = None,
         fallbacks: Sequence[Tool | Callable[..., Any]] = (),
         retry: Any = None,
+        side_effect: bool = False,
+        idempotent: bool = False,
+        dedupe: bool = False,
+        volatile: Sequence[str] = (),
     ) -> None:
         if not callable(function):
             raise ConfigError(f"a tool must be callable, got {type(function).__name__}")
@@ -106,11 +114,26 @@ class Tool:
             raise ConfigError(
                 f"tool retries must be an int from 0 to 100 (or None), got {retries!r}"
             )
+        if (idempotent or dedupe) and not side_effect:
+            raise ConfigError(
+                f"tool {self.name!r}: idempotent=True and dedupe=True describe a side effect; "
+                "declare it with side_effect=True"
+            )
+        if volatile and not dedupe:
+            raise ConfigError(
+                f"tool {self.name!r}: volatile=... names the arguments cross-run dedupe "
+                "ignores; it needs dedupe=True"
+            )
         self.timeout = timeout
         self.max_concurrency = max_concurrency
         self.retries = retries
         self.retry = retry
-        self.retryable = retryable
+        # A side effect that does not dedupe on its key must not run twice for one call.
+        self.retryable = (not side_effect or idempotent) if retryable is None else retryable
+        self.side_effect = side_effect
+        self.idempotent = idempotent
+        self.dedupe = dedupe
+        self.volatile: frozenset[str] = frozenset(volatile)
         self.fallbacks: tuple[Tool, ...] = tuple(
             f if isinstance(f, Tool) else Tool(f) for f in fallbacks
         )
@@ -168,6 +191,10 @@ class Tool:
             "retryable": self.retryable,
             "fallbacks": self.fallbacks,
             "retry": self.retry,
+            "side_effect": self.side_effect,
+            "idempotent": self.idempotent,
+            "dedupe": self.dedupe,
+            "volatile": tuple(sorted(self.volatile)),
         }
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -327,9 +354,13 @@ def tool(
     timeout: float | None = None,
     max_concurrency: int | None = None,
     retries: int | None = None,
-    retryable: bool = True,
+    retryable: bool | None = None,
     fallbacks: Sequence[Tool | Callable[..., Any]] = (),
     retry: Any = None,
+    side_effect: bool = False,
+    idempotent: bool = False,
+    dedupe: bool = False,
+    volatile: Sequence[str] = (),
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -342,9 +373,13 @@ def tool(
     timeout: float | None = None,
     max_concurrency: int | None = None,
     retries: int | None = None,
-    retryable: bool = True,
+    retryable: bool | None = None,
     fallbacks: Sequence[Tool | Callable[..., Any]] = (),
     retry: Any = None,
+    side_effect: bool = False,
+    idempotent: bool = False,
+    dedupe: bool = False,
+    volatile: Sequence[str] = (),
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Declare a function (sync or async, or a method) as a tool the model may call.
 
@@ -356,11 +391,20 @@ def tool(
         retries: Extra attempts after a retryable failure (a timeout, an exception);
             `None` uses the agent's `Retry(tool_attempts=...)`. A `ToolError` you raise
             and invalid arguments are never retried.
-        retryable: `False` for a tool that must never run twice for one call.
+        retryable: `False` for a tool that must never run twice for one call; the
+            default is `True`, except for a side effect that is not `idempotent`.
         fallbacks: Tools tried in order, with the same arguments, when this one is
             unavailable; when all are, the model gets a `degraded` result.
         retry: A `tether.policy.Retry` for this tool (attempts, base, cap), instead of
             the agent's.
+        side_effect: The tool changes the world (sends, pays, writes). In a durable run
+            it is recorded in the ledger before and after it runs, so it happens once.
+        idempotent: The tool dedupes on `ctx.idempotency_key` downstream, so a call
+            interrupted by a crash may run again; otherwise the run stops with
+            `OutcomeUnknown` for a human to reconcile (`tether resolve`).
+        dedupe: Also dedupe across runs: a call with the same canonical arguments as a
+            finished one gets that one's result instead of running.
+        volatile: Arguments (timestamps, nonces) left out of the `dedupe` key.
 
     Example:
         ```python
@@ -385,6 +429,10 @@ def tool(
             retryable=retryable,
             fallbacks=fallbacks,
             retry=retry,
+            side_effect=side_effect,
+            idempotent=idempotent,
+            dedupe=dedupe,
+            volatile=volatile,
         )
 
     return wrap(function) if function is not None else wrap

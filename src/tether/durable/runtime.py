@@ -1,0 +1,294 @@
+"""`Runtime`: durable runs on DBOS, in this process or on workers.
+
+One runtime per process (DBOS is process-wide). It opens the store, launches DBOS on
+the same database, and knows the agents this process can run, by name: a run
+enqueued anywhere is picked up by any process that registered its agent.
+
+    runtime = Runtime()                     # TETHER_DATABASE_URL, SQLite by default
+    runtime.register(agent, target="app.agents:support")
+    runtime.launch()
+    result = await runtime.run("support", "Refund order 42", user="u-17")
+
+Upgrades: a run is resumed only by processes of the application version it started
+under (`TETHER_APP_VERSION`). Keep the version while a deploy leaves what runs do
+step by step unchanged; bump it when tools, their order or the loop change, and keep
+a worker of the old version up until its runs have drained.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID, WorkflowHandleAsync
+from dbos._error import DBOSNonExistentWorkflowError
+
+from tether.durable import workflow
+from tether.durable.budget import SharedBudget
+from tether.durable.side_effects import SideEffects
+from tether.durable.steps import Journal
+from tether.errors import ConfigError
+from tether.loop import RunSpec
+from tether.messages import EffectPolicy, RunResult, RunState
+from tether.models import price_of
+from tether.settings import Settings, TierBudget, get_settings
+from tether.store import Store, create_engine
+from tether.tools import ToolSet
+
+__all__ = ["QUEUE_NAME", "DurableAgent", "Runtime"]
+
+QUEUE_NAME = "tether-runs"
+"""The DBOS queue that `tether worker` processes pull runs from."""
+
+
+class DurableAgent(Protocol):
+    """What the runtime needs of an agent (`tether.Agent` is one)."""
+
+    name: str
+    tools: ToolSet
+
+    def spec(self, model: Any = None, *, outer: Any = ()) -> RunSpec: ...
+
+
+@dataclass(slots=True)
+class _Entry:
+    agent: DurableAgent
+    target: str | None
+    deps: Any
+    outer: dict[Hashable, tuple[EffectPolicy, ...]] = field(default_factory=dict)
+
+
+class Runtime:
+    """The durable runtime of this process.
+
+    Args:
+        database_url: Defaults to `TETHER_DATABASE_URL` (`sqlite:///.tether/tether.db`).
+        app_version: Defaults to `TETHER_APP_VERSION`; see the module docs on upgrades.
+        executor_id: This process's name in the journal; a fresh one by default, so a
+            process never takes over another's runs except through the reaper.
+        settings: Instead of the process settings (tiers, heartbeat intervals).
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        app_version: str | None = None,
+        executor_id: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.database_url = database_url or self.settings.database_url
+        self.app_version = app_version or self.settings.app_version
+        self.executor_id = (
+            executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
+        self.store = Store(self.database_url)
+        self._agents: dict[str, _Entry] = {}
+        self._launched = False
+        self._client: DBOSClient | None = None
+
+    # -- agents ---------------------------------------------------------------------------
+
+    def register(self, agent: DurableAgent, *, target: str | None = None, deps: Any = None) -> None:
+        """Let this process run `agent`'s runs (by `agent.name`).
+
+        Args:
+            target: Where its code is (`module:attr` or `path.py:attr`), recorded with
+                each run so `tether resume` and workers can load it.
+            deps: What its tools get as `ctx.deps` in this process.
+        """
+        found = self._agents.get(agent.name)
+        if found is not None and found.agent is not agent:
+            raise ConfigError(
+                f"another agent is already registered as {agent.name!r}; give each a "
+                "distinct Agent(name=...)"
+            )
+        self._agents[agent.name] = _Entry(agent, target, deps)
+
+    def _entry(self, name: str) -> _Entry:
+        found = self._agents.get(name)
+        if found is None:
+            raise ConfigError(
+                f"no agent named {name!r} is registered in this process (registered: "
+                f"{', '.join(sorted(self._agents)) or 'none'}); start the worker with its "
+                "target, e.g. `tether worker app/agents.py:agent`"
+            )
+        return found
+
+    def durable_spec(self, name: str, model: str | None = None) -> RunSpec:
+        """The run spec of agent `name` with the journal and shared budget outermost."""
+        entry = self._entry(name)
+        outer = entry.outer.get(model)
+        if outer is None:
+            plain = entry.agent.spec(model)
+            budget = SharedBudget(
+                self.store.budgets, self._tier_of, plain.effects.model_names, price_of
+            )
+            outer = (Journal(entry.agent.tools, SideEffects(self.store.ledger)), budget)
+            entry.outer[model] = outer
+        return entry.agent.spec(model, outer=outer)
+
+    def deps_of(self, name: str) -> Any:
+        """What agent `name`'s tools get as `ctx.deps` here."""
+        return self._entry(name).deps
+
+    # -- tiers ------------------------------------------------------------------------------
+
+    def tier_name(self, tenant: str | None) -> str | None:
+        """The tier of `tenant`'s runs (the default tier for no tenant or no mapping)."""
+        settings = self.settings
+        if tenant is not None and tenant in settings.tenant_tiers:
+            return settings.tenant_tiers[tenant]
+        return settings.default_tier
+
+    def _tier_of(self, run: RunState) -> TierBudget | None:
+        name = self.tier_name(run.tenant)
+        if name is None:
+            return None
+        tier = self.settings.budget_tiers.get(name)
+        if tier is None:
+            raise ConfigError(
+                f"tier {name!r} has no budget in TETHER_BUDGET_TIERS (tiers: "
+                f"{', '.join(sorted(self.settings.budget_tiers)) or 'none'})"
+            )
+        return tier
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def launch(self, *, queues: list[str] | None = None) -> None:
+        """Start DBOS on the store's database; this process then runs the workflows it
+        starts or resumes (and, with `queues`, those it pulls from them)."""
+        if self._launched:
+            return
+        config: DBOSConfig = {
+            "name": "tether",
+            "system_database_url": self.store.engine.url.render_as_string(hide_password=False),
+            "system_database_engine": create_engine(self.database_url),
+            "application_version": self.app_version,
+            "executor_id": self.executor_id,
+            "log_level": "WARNING",
+        }
+        DBOS(config=config)
+        DBOS.listen_queues(queues or [])
+        workflow.bind(self)
+        DBOS.launch()
+        self._launched = True
+
+    def shutdown(self) -> None:
+        """Stop DBOS and close the store; runs in flight stay pending, to be resumed."""
+        if self._launched:
+            DBOS.destroy(destroy_registry=False)
+            workflow.bind(None)
+            self._launched = False
+        if self._client is not None:
+            self._client.destroy()
+            self._client = None
+        self.store.close()
+
+    def _require_launched(self) -> None:
+        if not self._launched:
+            raise ConfigError("call Runtime.launch() before running or resuming runs")
+
+    @property
+    def client(self) -> DBOSClient:
+        """A DBOS client on the store's database (enqueues and reads; runs nothing)."""
+        if self._client is None:
+            self._client = DBOSClient(
+                system_database_engine=create_engine(self.database_url),
+                application_name="tether",
+            )
+        return self._client
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def _options(
+        self, name: str, user: str | None, tenant: str | None, model: str | None
+    ) -> dict[str, Any]:
+        entry = self._agents.get(name)
+        return {
+            "user": user,
+            "tenant": tenant,
+            "model": model,
+            "target": entry.target if entry is not None else None,
+        }
+
+    async def run(
+        self,
+        agent: str,
+        prompt: str,
+        *,
+        user: str | None = None,
+        tenant: str | None = None,
+        run_id: str | None = None,
+        model: str | None = None,
+    ) -> RunResult:
+        """Run agent `agent` on `prompt` in this process, durably, to its result.
+
+        With the `run_id` of a run already recorded, attaches to it (its result, or its
+        run going on) instead of starting another.
+        """
+        self._require_launched()
+        self._entry(agent)
+        with SetWorkflowID(run_id or uuid.uuid4().hex):
+            handle: WorkflowHandleAsync[RunResult] = await DBOS.start_workflow_async(
+                workflow.run_workflow, agent, prompt, self._options(agent, user, tenant, model)
+            )
+        result: RunResult = await handle.get_result()
+        return result
+
+    def submit(
+        self,
+        agent: str,
+        prompt: str,
+        *,
+        user: str | None = None,
+        tenant: str | None = None,
+        run_id: str | None = None,
+        model: str | None = None,
+        target: str | None = None,
+    ) -> str:
+        """Put a run on the queue for a worker; returns its run id at once."""
+        run_id = run_id or uuid.uuid4().hex
+        options = self._options(agent, user, tenant, model)
+        if target is not None:
+            options["target"] = target
+        self.store.runs.create(
+            run_id=run_id,
+            agent=agent,
+            prompt=prompt,
+            status="queued",
+            user_id=user,
+            tenant=tenant,
+            tier=self.tier_name(tenant),
+            target=options["target"],
+        )
+        self.client.enqueue(
+            {
+                "queue_name": QUEUE_NAME,
+                "workflow_name": workflow.WORKFLOW_NAME,
+                "workflow_id": run_id,
+                "app_version": self.app_version,
+            },
+            agent,
+            prompt,
+            options,
+        )
+        return run_id
+
+    async def result(self, run_id: str) -> RunResult:
+        """Wait for a run's result (it may run in any process)."""
+        handle: WorkflowHandleAsync[RunResult] = await self.client.retrieve_workflow_async(run_id)
+        result: RunResult = await handle.get_result()
+        return result
+
+    def status(self, run_id: str) -> str | None:
+        """The journal's status of a run (`PENDING`, `ENQUEUED`, `SUCCESS`, `ERROR`, ...)."""
+        try:
+            return self.client.retrieve_workflow(run_id).get_status().status
+        except DBOSNonExistentWorkflowError:
+            return None

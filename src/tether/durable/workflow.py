@@ -1,0 +1,101 @@
+"""The run workflow: one DBOS workflow per run, its id the run id.
+
+The workflow resolves the agent by name in this process's runtime, releases budget
+holds left by an interrupted attempt, records the run as running, runs the loop (each
+effect a step, see `steps`), and records how it ended. When it is resumed after a
+crash it does all this again from the top; the completed steps answer from the
+journal, so the loop arrives where it was without repeating any effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pydantic_core
+from dbos import DBOS
+
+from tether.errors import RunStopped
+from tether.loop import run_loop
+from tether.messages import RunResult
+
+if TYPE_CHECKING:
+    from tether.durable.runtime import Runtime
+
+__all__ = ["WORKFLOW_NAME", "run_workflow"]
+
+WORKFLOW_NAME = "tether.run"
+
+_runtime: Runtime | None = None
+
+
+def bind(runtime: Runtime | None) -> None:
+    """Make `runtime` the one this process's workflows run in."""
+    global _runtime
+    _runtime = runtime
+
+
+@DBOS.workflow(name=WORKFLOW_NAME)
+async def run_workflow(agent: str, prompt: str, options: dict[str, Any]) -> RunResult:
+    """Run `agent` on `prompt` durably (the workflow body; start it through `Runtime`)."""
+    runtime = _runtime
+    if runtime is None:
+        raise RuntimeError("a tether run workflow started in a process with no launched Runtime")
+    run_id = DBOS.workflow_id
+    assert run_id is not None
+    store = runtime.store
+    spec = runtime.durable_spec(agent, options.get("model"))
+    await asyncio.to_thread(store.budgets.release_run, run_id)
+    await asyncio.to_thread(
+        store.runs.create,
+        run_id=run_id,
+        agent=agent,
+        prompt=prompt,
+        status="running",
+        user_id=options.get("user"),
+        tenant=options.get("tenant"),
+        tier=runtime.tier_name(options.get("tenant")),
+        model=spec.model_name,
+        target=options.get("target"),
+    )
+    await asyncio.to_thread(store.runs.started, run_id, runtime.executor_id)
+    try:
+        result = await run_loop(
+            spec,
+            prompt,
+            run_id=run_id,
+            user=options.get("user"),
+            tenant=options.get("tenant"),
+            deps=runtime.deps_of(agent),
+        )
+    except RunStopped as exc:
+        await asyncio.to_thread(_record, runtime, exc.result, str(exc))
+        raise
+    except Exception as exc:
+        partial: RunResult | None = getattr(exc, "result", None)
+        await asyncio.to_thread(_record, runtime, partial, f"{type(exc).__name__}: {exc}", run_id)
+        raise
+    await asyncio.to_thread(_record, runtime, result, None)
+    return result
+
+
+def _record(
+    runtime: Runtime, result: RunResult | None, error: str | None, run_id: str | None = None
+) -> None:
+    if result is None:
+        assert run_id is not None
+        runtime.store.runs.finished(run_id, "failed", error=error)
+        return
+    usage = result.usage
+    runtime.store.runs.finished(
+        result.run_id,
+        result.status,
+        output=None if result.output is None else pydantic_core.to_json(result.output).decode(),
+        error=error,
+        steps=result.steps,
+        requests=usage.requests,
+        tool_calls=usage.tool_calls,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=result.cost_usd,
+    )
