@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -32,11 +33,11 @@ from tether.durable.budget import SharedBudget
 from tether.durable.side_effects import SideEffects
 from tether.durable.steps import Journal
 from tether.errors import ConfigError
-from tether.loop import RunSpec
-from tether.messages import EffectPolicy, RunResult, RunState
+from tether.loop import RunSpec, Sink
+from tether.messages import EffectPolicy, RunResult, RunState, ToolResult
 from tether.models import price_of
 from tether.settings import Settings, TierBudget, get_settings
-from tether.store import Store, create_engine
+from tether.store import LedgerEntry, Store, create_engine
 from tether.tools import ToolSet
 
 __all__ = ["QUEUE_NAME", "DurableAgent", "Runtime"]
@@ -52,6 +53,8 @@ class DurableAgent(Protocol):
     tools: ToolSet
 
     def spec(self, model: Any = None, *, outer: Any = ()) -> RunSpec: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -91,6 +94,7 @@ class Runtime:
         self._agents: dict[str, _Entry] = {}
         self._launched = False
         self._client: DBOSClient | None = None
+        self._sinks: dict[str, Sink] = {}
 
     # -- agents ---------------------------------------------------------------------------
 
@@ -132,6 +136,12 @@ class Runtime:
             outer = (Journal(entry.agent.tools, SideEffects(self.store.ledger)), budget)
             entry.outer[model] = outer
         return entry.agent.spec(model, outer=outer)
+
+    async def aclose_agents(self) -> None:
+        """Close the registered agents' model connections (they belong to this loop)."""
+        for entry in self._agents.values():
+            await entry.agent.aclose()
+            entry.outer.clear()
 
     def deps_of(self, name: str) -> Any:
         """What agent `name`'s tools get as `ctx.deps` here."""
@@ -179,12 +189,16 @@ class Runtime:
         DBOS.launch()
         self._launched = True
 
-    def shutdown(self) -> None:
-        """Stop DBOS and close the store; runs in flight stay pending, to be resumed."""
+    def halt(self) -> None:
+        """Stop DBOS: no run goes on in this process; those in flight stay pending."""
         if self._launched:
             DBOS.destroy(destroy_registry=False)
             workflow.bind(None)
             self._launched = False
+
+    def shutdown(self) -> None:
+        """`halt`, and close the store; runs in flight stay pending, to be resumed."""
+        self.halt()
         if self._client is not None:
             self._client.destroy()
             self._client = None
@@ -226,20 +240,32 @@ class Runtime:
         tenant: str | None = None,
         run_id: str | None = None,
         model: str | None = None,
+        sink: Sink | None = None,
     ) -> RunResult:
         """Run agent `agent` on `prompt` in this process, durably, to its result.
 
         With the `run_id` of a run already recorded, attaches to it (its result, or its
-        run going on) instead of starting another.
+        run going on) instead of starting another. `sink` gets the run's events as they
+        happen (as `Agent.stream` yields them), replayed steps included.
         """
         self._require_launched()
         self._entry(agent)
-        with SetWorkflowID(run_id or uuid.uuid4().hex):
-            handle: WorkflowHandleAsync[RunResult] = await DBOS.start_workflow_async(
-                workflow.run_workflow, agent, prompt, self._options(agent, user, tenant, model)
-            )
-        result: RunResult = await handle.get_result()
+        run_id = run_id or uuid.uuid4().hex
+        if sink is not None:
+            self._sinks[run_id] = sink
+        try:
+            with SetWorkflowID(run_id):
+                handle: WorkflowHandleAsync[RunResult] = await DBOS.start_workflow_async(
+                    workflow.run_workflow, agent, prompt, self._options(agent, user, tenant, model)
+                )
+            result: RunResult = await handle.get_result()
+        finally:
+            self._sinks.pop(run_id, None)
         return result
+
+    def sink_of(self, run_id: str) -> Sink | None:
+        """Where the events of `run_id` go, when it runs in this process for a caller."""
+        return self._sinks.get(run_id)
 
     def submit(
         self,
@@ -292,3 +318,129 @@ class Runtime:
             return self.client.retrieve_workflow(run_id).get_status().status
         except DBOSNonExistentWorkflowError:
             return None
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def _rewind_target(self, run_id: str) -> int:
+        """The step a failed run resumes from: the step that failed (else the first)."""
+        steps = self.client.list_workflow_steps(run_id)
+        failed = [s["function_id"] for s in steps if s["error"] is not None]
+        return failed[-1] if failed else 1
+
+    def reopen(self, run_id: str, *, queue: bool = False, force: bool = False) -> str:
+        """Make an interrupted or failed run runnable again; returns what was done.
+
+        A run left pending by a dead process is re-enqueued; a run that failed on an
+        effect (a model error, an unreconciled side effect that a human has since
+        resolved) is rewound to that step. With `queue`, a worker picks it up; else the
+        next process to wait on it here runs it.
+
+        Raises:
+            ConfigError: no such run, it completed or stopped for good, it is running on a
+                live worker (unless `force`), or its side effect is still unreconciled.
+        """
+        record = self.store.runs.get(run_id)
+        status = self.status(run_id)
+        if status is None or record is None:
+            raise ConfigError(f"no run {run_id!r} in {self._where()}")
+        queue_name = QUEUE_NAME if queue else None
+        if status == "SUCCESS":
+            return "completed already"
+        if status == "ERROR":
+            if record.status == "outcome_unknown":
+                pending = [e for e in self.store.ledger.of_run(run_id) if e.status == "started"]
+                if pending:
+                    steps = ", ".join(str(e.step_id) for e in pending)
+                    raise ConfigError(
+                        f"run {run_id} waits for a human: the side effect at step {steps} may "
+                        f"or may not have happened; run `tether resolve {run_id} --step N "
+                        "--result '...'` (or `--retry`) first"
+                    )
+            elif record.status != "failed":
+                raise ConfigError(
+                    f"run {run_id} stopped with status {record.status!r}; resuming would stop "
+                    "it the same way (use `tether replay --from-step N` to try another path)"
+                )
+            step = self._rewind_target(run_id)
+            self.client.rewind_workflow(run_id, start_step=step, queue_name=queue_name)
+            self.store.runs.set_status(run_id, "queued")
+            return f"rewound to step {step}"
+        if status in ("PENDING", "ENQUEUED") and not force:
+            executor = record.executor_id
+            alive = {
+                w.executor_id
+                for w in self.store.workers.list()
+                if w.status == "alive"
+                and w.heartbeat_at > time.time() - self.settings.worker_stale_s
+            }
+            if status == "ENQUEUED" or (executor in alive and executor != self.executor_id):
+                raise ConfigError(
+                    f"run {run_id} is {status.lower()} on a live worker ({executor}); it will "
+                    "finish there (pass force=True / --force if that worker is gone)"
+                )
+        self.client.resume_workflow(run_id, queue_name=queue_name)
+        self.store.runs.set_status(run_id, "queued")
+        return "resumed"
+
+    async def resume(self, run_id: str, *, force: bool = False) -> RunResult:
+        """Resume an interrupted or failed run in this process, to its result."""
+        self._require_launched()
+        record = self.store.runs.get(run_id)
+        if record is not None:
+            self._entry(record.agent)
+        self.reopen(run_id, force=force)
+        return await self.result(run_id)
+
+    def resolve(
+        self, run_id: str, step_id: int, *, result: str | None, by: str = "cli"
+    ) -> LedgerEntry:
+        """Record a human's verdict on an interrupted side effect (see `OutcomeUnknown`):
+        `result`, what it returned (its content as the model will see it), or `None` if it
+        did not happen and must run again. Then `reopen` (or `resume`) the run.
+
+        Raises:
+            ConfigError: no side effect at that step of that run, or it finished already.
+        """
+        entry = self.store.ledger.get(run_id, step_id)
+        if entry is None:
+            raise ConfigError(
+                f"run {run_id!r} has no side effect at step {step_id} (see `tether trace {run_id}`)"
+            )
+        if entry.status == "finished":
+            raise ConfigError(
+                f"the side effect at step {step_id} of run {run_id} finished already; "
+                "nothing to resolve"
+            )
+        recorded = None
+        if result is not None:
+            recorded = ToolResult(call_id=entry.call_id, name=entry.tool, content=result)
+        resolved = self.store.ledger.resolve(
+            run_id,
+            step_id,
+            result=None if recorded is None else recorded.model_dump_json(),
+            by=by,
+        )
+        assert resolved is not None
+        return resolved
+
+    def recover(self, executor_ids: list[str]) -> int:
+        """Resume the pending runs of dead processes (the reaper's job); how many."""
+        self._require_launched()
+        return len(DBOS._recover_pending_workflows(executor_ids))
+
+    def forget(self, older_than_s: float, *, dry_run: bool = False) -> list[str]:
+        """Retention: delete every trace of runs that ended more than `older_than_s`
+        seconds ago (journal, record, ledger entries); returns their ids."""
+        doomed: list[str] = []
+        cutoff = time.time() - older_than_s
+        while batch := self.store.runs.ended_before(cutoff, limit=500):
+            doomed.extend(batch)
+            if dry_run:
+                break
+            self.client.delete_workflows(batch)
+            self.store.ledger.delete_runs(batch)
+            self.store.runs.delete(batch)
+        return doomed
+
+    def _where(self) -> str:
+        return self.store.engine.url.render_as_string(hide_password=True)

@@ -67,6 +67,7 @@ async def run_workflow(agent: str, prompt: str, options: dict[str, Any]) -> RunR
             user=options.get("user"),
             tenant=options.get("tenant"),
             deps=runtime.deps_of(agent),
+            sink=runtime.sink_of(run_id),
         )
     except RunStopped as exc:
         await asyncio.to_thread(_record, runtime, exc.result, str(exc))

@@ -70,7 +70,10 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             "TETHER_DATABASE_URL names an in-memory SQLite database; durable runs need a "
             "file, e.g. sqlite:///.tether/tether.db"
         )
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = Path(database).expanduser()
+    if str(path) != database:  # `~/...`: SQLite itself would open a folder named `~`
+        url = parsed.set(database=str(path)).render_as_string(hide_password=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, **kwargs)
     event.listen(engine, "connect", _tune_sqlite)
     return engine

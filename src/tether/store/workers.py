@@ -75,6 +75,16 @@ class Workers:
                 .values(status="stopped", heartbeat_at=time.time())
             )
 
+    def leave(self, executor_id: str) -> None:
+        """A worker that stopped running: its heartbeat is made stale at once, so the
+        next reaper hands whatever it left unfinished to the others."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                workers.update()
+                .where(workers.c.executor_id == executor_id, workers.c.status == "alive")
+                .values(heartbeat_at=0.0)
+            )
+
     def claim_dead(self, stale_before: float, reaper: str) -> builtins.list[str]:
         """Declare dead every live worker whose last heartbeat is older than
         `stale_before`; returns those this reaper claimed (no other reaper gets them)."""
