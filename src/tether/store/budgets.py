@@ -5,6 +5,10 @@ one conditional UPDATE per scope (`spent + reserved + amount <= limit`) in one
 transaction, so concurrent runs in any number of processes can never reserve past a
 limit: the database, not the process, decides. Each reservation is a hold row, so a
 run that crashed mid-call has its holds released when it resumes.
+
+Every transaction here locks budget rows in one order (sorted by scope), so two never
+deadlock on PostgreSQL; and a hold is given back by whoever deletes its row, so a
+settle racing a `release_run` never returns the same reservation twice.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class Budgets:
         self._insert = insert
 
     def _ensure(self, connection: sa.Connection, limits: Mapping[str, float]) -> None:
+        if not limits:
+            return
         now = time.time()
         statement = self._insert(budgets).on_conflict_do_nothing(index_elements=["scope"])
         connection.execute(
@@ -50,14 +56,31 @@ class Budgets:
             [
                 {
                     "scope": scope,
-                    "limit_usd": limit,
+                    "limit_usd": limits[scope],
                     "reserved_usd": 0.0,
                     "spent_usd": 0.0,
                     "updated_at": now,
                 }
-                for scope, limit in limits.items()
+                for scope in sorted(limits)
             ],
         )
+
+    @staticmethod
+    def _move(
+        connection: sa.Connection, released: Mapping[str, float], spent: float, now: float
+    ) -> None:
+        """Take `released[scope]` off each scope's reservation and add `spent` to what it
+        has spent, in scope order."""
+        for scope in sorted(released):
+            connection.execute(
+                budgets.update()
+                .where(budgets.c.scope == scope)
+                .values(
+                    reserved_usd=budgets.c.reserved_usd - released[scope],
+                    spent_usd=budgets.c.spent_usd + spent,
+                    updated_at=now,
+                )
+            )
 
     def left(self, limits: Mapping[str, float]) -> float:
         """The least that is left in any of these scopes (limits as configured now)."""
@@ -77,7 +100,8 @@ class Budgets:
         now = time.time()
         with self._engine.begin() as connection:
             self._ensure(connection, limits)
-            for scope, limit in limits.items():
+            for scope in sorted(limits):  # the one lock order: see the module's doc
+                limit = limits[scope]
                 updated = connection.execute(
                     budgets.update()
                     .where(
@@ -114,35 +138,38 @@ class Budgets:
             held = connection.execute(
                 sa.select(budget_holds.c.amount_usd).where(budget_holds.c.hold_id == hold_id)
             ).scalar()
-            amount = 0.0 if held is None else float(held)
+            amount = 0.0
             if held is not None:
-                connection.execute(budget_holds.delete().where(budget_holds.c.hold_id == hold_id))
-            connection.execute(
-                budgets.update()
-                .where(budgets.c.scope.in_(list(scopes)))
-                .values(
-                    reserved_usd=budgets.c.reserved_usd - amount,
-                    spent_usd=budgets.c.spent_usd + spent,
-                    updated_at=now,
-                )
-            )
+                deleted = connection.execute(
+                    budget_holds.delete().where(budget_holds.c.hold_id == hold_id)
+                ).rowcount
+                if deleted == 1:  # else a `release_run` got there first and gave it back
+                    amount = float(held)
+            self._move(connection, dict.fromkeys(scopes, amount), spent, now)
 
     def release_run(self, run_id: str) -> int:
         """Release every hold of a run (its calls were interrupted); how many there were."""
+        now = time.time()
         with self._engine.begin() as connection:
             holds = connection.execute(
-                sa.select(
-                    budget_holds.c.hold_id, budget_holds.c.scopes, budget_holds.c.amount_usd
-                ).where(budget_holds.c.run_id == run_id)
+                sa.select(budget_holds.c.hold_id, budget_holds.c.scopes, budget_holds.c.amount_usd)
+                .where(budget_holds.c.run_id == run_id)
+                .order_by(budget_holds.c.hold_id)
             ).all()
+            released: dict[str, float] = {}
+            count = 0
             for hold_id, scopes, amount in holds:
-                connection.execute(
-                    budgets.update()
-                    .where(budgets.c.scope.in_(json.loads(scopes)))
-                    .values(reserved_usd=budgets.c.reserved_usd - amount)
-                )
-                connection.execute(budget_holds.delete().where(budget_holds.c.hold_id == hold_id))
-        return len(holds)
+                # every hold row first, then the budget rows in scope order (see above)
+                deleted = connection.execute(
+                    budget_holds.delete().where(budget_holds.c.hold_id == hold_id)
+                ).rowcount
+                if deleted != 1:
+                    continue  # settled meanwhile: that settle gave it back
+                count += 1
+                for scope in json.loads(scopes):
+                    released[scope] = released.get(scope, 0.0) + float(amount)
+            self._move(connection, released, 0.0, now)
+        return count
 
     def usage(self, scope: str) -> ScopeUsage | None:
         """A scope's limit, what is reserved and what is spent; None if never used."""
