@@ -10,10 +10,20 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.databases import sqlite_url
 from tests.fakes.http_server import Reply, serving
 from tether.cli import app
+from tether.settings import get_settings
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _run_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `tether run` records every run in the store: each test gets its own SQLite file.
+    monkeypatch.setenv("TETHER_DATABASE_URL", sqlite_url(tmp_path, "runs.db"))
+    get_settings.cache_clear()
+
 
 SCRIPTED_AGENT = """
 from tether import Agent, Policy, tool

@@ -37,6 +37,15 @@ class TargetError(Exception):
     """The MODULE_OR_FILE:AGENT target cannot be loaded."""
 
 
+def absolute_target(target: str) -> str:
+    """`target` as a run records it: a file made absolute, so a later `tether resume`
+    or a worker started elsewhere loads the same file (a module name is kept as is)."""
+    location, colon, attribute = target.partition(":")
+    if location.endswith(".py") or "/" in location or Path(location).is_file():
+        return f"{Path(location).resolve()}{colon}{attribute}"
+    return target
+
+
 def load_agent(target: str) -> Agent:
     """Import `path/to/file.py:name` or `package.module:name` and return the Agent there."""
     location, _, attribute = target.partition(":")

@@ -10,7 +10,17 @@ import typer
 from rich.panel import Panel
 
 from tether.agent import Agent
-from tether.cli.app import TargetError, app, err, explain, load_agent, out, render_output, summary
+from tether.cli.app import (
+    TargetError,
+    absolute_target,
+    app,
+    err,
+    explain,
+    load_agent,
+    out,
+    render_output,
+    summary,
+)
 from tether.durable import Runtime
 from tether.durable.replay import Replay, recorded_steps
 from tether.durable.worker import serve
@@ -94,7 +104,12 @@ def submit(
     runtime = Runtime()
     try:
         found = runtime.submit(
-            agent.name, prompt, user=user, tenant=tenant, run_id=run_id, target=target
+            agent.name,
+            prompt,
+            user=user,
+            tenant=tenant,
+            run_id=run_id,
+            target=absolute_target(target),
         )
     except Exception as exc:
         raise _fail(exc, 2) from None
@@ -116,7 +131,7 @@ def worker(
     of workers that died."""
     runtime = Runtime()
     for target in targets:
-        runtime.register(_load(target), target=target)
+        runtime.register(_load(target), target=absolute_target(target))
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -22,6 +22,7 @@ from rich.text import Text
 from tether import __version__
 from tether.cli.app import (
     TargetError,
+    absolute_target,
     app,
     err,
     explain,
@@ -144,7 +145,7 @@ def run(
     kwargs: dict[str, Any] = {"user": user, "tenant": tenant, "model": model, "run_id": run_id}
     try:
         runtime = Runtime()
-        runtime.register(agent, target=target)
+        runtime.register(agent, target=absolute_target(target))
         runtime.launch()
     except Exception as exc:
         heading, detail = explain(exc)

@@ -17,8 +17,12 @@ a worker of the old version up until its runs have drained.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Hashable
@@ -65,6 +69,36 @@ class _Entry:
     outer: dict[Hashable, tuple[EffectPolicy, ...]] = field(default_factory=dict)
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to `sys.stderr` as it is at each record, not as it was when created (DBOS's
+    own console handler keeps the stream of its first launch, which a CLI runner or a
+    test harness may have closed since)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _dbos_logs_to_current_stderr() -> None:
+    """Give DBOS's logger its console handler first (DBOS adds its own only if none)."""
+    dbos_logger = logging.getLogger("dbos")
+    if not dbos_logger.handlers:
+        dbos_logger.propagate = False
+        handler = _CurrentStderr()
+        handler.name = "__dbos_console_log_handler__"
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s [%(levelname)8s] (%(name)s:%(filename)s:%(lineno)s) %(message)s",
+                datefmt="%H:%M:%S",
+            )
+        )
+        dbos_logger.addHandler(handler)
+
+
 class Runtime:
     """The durable runtime of this process.
 
@@ -93,6 +127,8 @@ class Runtime:
         self.store = Store(self.database_url)
         self._agents: dict[str, _Entry] = {}
         self._launched = False
+        self._here = f"tether-here-{self.executor_id}"
+        self._here_registered = False
         self._client: DBOSClient | None = None
         self._sinks: dict[str, Sink] = {}
 
@@ -183,8 +219,10 @@ class Runtime:
             "executor_id": self.executor_id,
             "log_level": "WARNING",
         }
+        _dbos_logs_to_current_stderr()
         DBOS(config=config)
-        DBOS.listen_queues(queues or [])
+        # This process's own queue (see `_queue_here`) too, and no other process's.
+        DBOS.listen_queues([*(queues or []), self._here])
         workflow.bind(self)
         DBOS.launch()
         self._launched = True
@@ -192,6 +230,10 @@ class Runtime:
     def halt(self) -> None:
         """Stop DBOS: no run goes on in this process; those in flight stay pending."""
         if self._launched:
+            if self._here_registered:
+                self._here_registered = False
+                with contextlib.suppress(Exception):  # a leftover row is harmless
+                    DBOS.delete_queue(self._here)
             DBOS.destroy(destroy_registry=False)
             workflow.bind(None)
             self._launched = False
@@ -204,6 +246,20 @@ class Runtime:
             self._client = None
         self.store.close()
 
+    def _queue_here(self) -> str | None:
+        """The queue that only this process pulls from, where `reopen` puts a run that
+        `resume` runs here: DBOS's internal queue (its default, None) is pulled from by
+        every launched process, so a `tether run` of another agent would take the run
+        and fail it. None until `resume` registered it."""
+        return self._here if self._here_registered else None
+
+    async def _register_queue_here(self) -> None:
+        if not self._here_registered:
+            await DBOS.register_queue_async(
+                self._here, polling_interval_sec=0.05, on_conflict="always_update"
+            )
+            self._here_registered = True
+
     def _require_launched(self) -> None:
         if not self._launched:
             raise ConfigError("call Runtime.launch() before running or resuming runs")
@@ -212,6 +268,10 @@ class Runtime:
     def client(self) -> DBOSClient:
         """A DBOS client on the store's database (enqueues and reads; runs nothing)."""
         if self._client is None:
+            if not self._launched:
+                # A client never creates the journal's tables: `tether submit` (or
+                # `trace`) may be the first thing to touch a fresh database.
+                DBOS.migrate(self.store.engine.url.render_as_string(hide_password=False))
             self._client = DBOSClient(
                 system_database_engine=create_engine(self.database_url),
                 application_name="tether",
@@ -251,12 +311,28 @@ class Runtime:
         self._require_launched()
         self._entry(agent)
         run_id = run_id or uuid.uuid4().hex
+        options = self._options(agent, user, tenant, model)
+        # Recorded before its journal starts (as `submit` does): a crash in between must
+        # not leave a journal without a record, which `resume` could not find and which
+        # another `run` with this id would wait on forever.
+        await asyncio.to_thread(
+            self.store.runs.create,
+            run_id=run_id,
+            agent=agent,
+            prompt=prompt,
+            status="queued",
+            user_id=user,
+            tenant=tenant,
+            tier=self.tier_name(tenant),
+            model=self.durable_spec(agent, model).model_name,
+            target=options["target"],
+        )
         if sink is not None:
             self._sinks[run_id] = sink
         try:
             with SetWorkflowID(run_id):
                 handle: WorkflowHandleAsync[RunResult] = await DBOS.start_workflow_async(
-                    workflow.run_workflow, agent, prompt, self._options(agent, user, tenant, model)
+                    workflow.run_workflow, agent, prompt, options
                 )
             result: RunResult = await handle.get_result()
         finally:
@@ -332,8 +408,9 @@ class Runtime:
 
         A run left pending by a dead process is re-enqueued; a run that failed on an
         effect (a model error, an unreconciled side effect that a human has since
-        resolved) is rewound to that step. With `queue`, a worker picks it up; else the
-        next process to wait on it here runs it.
+        resolved) is rewound to that step. With `queue`, a worker picks it up; else this
+        process, from its own queue, when `resume` called it (otherwise DBOS's internal
+        queue: the next launched process takes it).
 
         Raises:
             ConfigError: no such run, it completed or stopped for good, it is running on a
@@ -342,8 +419,14 @@ class Runtime:
         record = self.store.runs.get(run_id)
         status = self.status(run_id)
         if status is None or record is None:
+            if record is not None and record.status == "queued":
+                raise ConfigError(
+                    f"run {run_id} was recorded, but the process that was to run it stopped "
+                    "before it started; start it again: `tether run TARGET PROMPT --run-id "
+                    f"{run_id}` (or `tether submit ... --run-id {run_id}`)"
+                )
             raise ConfigError(f"no run {run_id!r} in {self._where()}")
-        queue_name = QUEUE_NAME if queue else None
+        queue_name = QUEUE_NAME if queue else self._queue_here()
         if status == "SUCCESS":
             return "completed already"
         if status == "ERROR":
@@ -373,7 +456,13 @@ class Runtime:
                 if w.status == "alive"
                 and w.heartbeat_at > time.time() - self.settings.worker_stale_s
             }
-            if status == "ENQUEUED" or (executor in alive and executor != self.executor_id):
+            # Enqueued for a worker, it will run there; enqueued to be resumed by a process
+            # (its own queue) that died before it started, it is taken over here.
+            for_workers = (
+                status == "ENQUEUED"
+                and self.client.retrieve_workflow(run_id).get_status().queue_name == QUEUE_NAME
+            )
+            if for_workers or (executor in alive and executor != self.executor_id):
                 raise ConfigError(
                     f"run {run_id} is {status.lower()} on a live worker ({executor}); it will "
                     "finish there (pass force=True / --force if that worker is gone)"
@@ -388,6 +477,7 @@ class Runtime:
         record = self.store.runs.get(run_id)
         if record is not None:
             self._entry(record.agent)
+        await self._register_queue_here()
         self.reopen(run_id, force=force)
         return await self.result(run_id)
 

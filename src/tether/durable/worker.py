@@ -39,7 +39,8 @@ async def serve(
         polling_interval_s: How often the queue is polled for new runs.
     """
     runtime.launch(queues=[QUEUE_NAME])
-    DBOS.register_queue(
+    # The sync `register_queue` refuses to run inside an event loop (DBOS 3.4).
+    await DBOS.register_queue_async(
         QUEUE_NAME,
         worker_concurrency=concurrency,
         global_concurrency=global_concurrency,
@@ -71,5 +72,7 @@ async def serve(
         # Stop running first; then say goodbye in a way that lets any live reaper hand
         # this worker's unfinished runs (if any) to the others at once.
         await asyncio.to_thread(runtime.halt)
-        await asyncio.to_thread(workers.leave, me)
+        # Not `to_thread`: DBOS made its executor the loop's default one, and halting
+        # shut it down ("cannot schedule new futures after shutdown").
+        workers.leave(me)
         log.info("worker.stop", executor_id=me)

@@ -53,7 +53,7 @@ class Store:
         if engine is None:
             if url is None:
                 raise TypeError("Store needs a url or an engine")
-            engine = create_engine(url)
+            engine = create_engine(url, pool_size=3, max_overflow=2)
             self._owned = True
         else:
             self._owned = False

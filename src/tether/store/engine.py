@@ -54,6 +54,7 @@ def is_sqlite(engine: sa.Engine) -> bool:
 
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     """An engine for `url`; a SQLite file's folder is created, and WAL is switched on.
+    A PostgreSQL engine keeps at most 10 connections unless `kwargs` say otherwise.
 
     Raises:
         ConfigError: the URL is not SQLite or PostgreSQL, or names an in-memory SQLite
@@ -62,6 +63,10 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        # Bounded: many worker processes share one server's max_connections (100 by
+        # default); a run waits for a pooled connection rather than failing to connect.
+        kwargs.setdefault("pool_size", 5)
+        kwargs.setdefault("max_overflow", 5)
         kwargs.setdefault("pool_pre_ping", True)
         return sa.create_engine(url, **kwargs)
     database = parsed.database

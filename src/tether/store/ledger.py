@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -64,7 +64,9 @@ class Ledger:
         Returns the entry and whether it is new. An entry that exists already says a
         previous attempt got this far: `finished` (its result is recorded), `started`
         (it was interrupted: its outcome is unknown) or `retry` (a human asked for it to
-        run again). Its `attempts` counts this one too, unless it is finished.
+        run again). Its `attempts` counts this one too, unless it is finished. A `retry`
+        entry is returned as found, but marked `started` again, so that a crash during
+        the retried call leaves its outcome unknown like the first one's.
         """
         now = time.time()
         try:
@@ -90,13 +92,21 @@ class Ledger:
             assert entry is not None
             return entry, True
         with self._engine.begin() as connection:
-            connection.execute(
+            retried = connection.execute(
                 ledger.update()
-                .where(*_where(run_id, step_id), ledger.c.status != "finished")
-                .values(attempts=ledger.c.attempts + 1)
-            )
+                .where(*_where(run_id, step_id), ledger.c.status == "retry")
+                .values(status="started", attempts=ledger.c.attempts + 1)
+            ).rowcount
+            if not retried:
+                connection.execute(
+                    ledger.update()
+                    .where(*_where(run_id, step_id), ledger.c.status != "finished")
+                    .values(attempts=ledger.c.attempts + 1)
+                )
         entry = self.get(run_id, step_id)
         assert entry is not None
+        if retried:
+            entry = replace(entry, status="retry")
         return entry, False
 
     def finish(self, run_id: str, step_id: int, result: str) -> None:
