@@ -379,7 +379,7 @@ async def test_a_crashed_calls_hold_is_released_when_its_run_is_recovered(tmp_pa
     runtime.register(budgeted.agent, target=f"{AGENT_SCRIPT}:agent")
     runtime.launch()
     try:
-        result = await runtime.resume(run_id)
+        result = await runtime.resume(run_id, force=True)  # its process was SIGKILLed
         usage = runtime.store.budgets.usage(scope)
     finally:
         await runtime.aclose_agents()

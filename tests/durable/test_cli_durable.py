@@ -343,7 +343,13 @@ def test_a_run_killed_inside_a_side_effect_waits_for_a_human(
         (tmp_path / "gate").touch()  # from now on the charge would return at once
 
         # Resuming cannot know whether the card was charged: it stops for a human.
-        resumed = _cli("resume", "pay-1", env=cli_env, cwd=tmp_path)
+        # Its heartbeat is still fresh: resume will not take a run a live process may hold.
+        held = _cli("resume", "pay-1", env=cli_env, cwd=tmp_path)
+        assert held.returncode == 2, held.stdout + held.stderr
+        assert "live process" in flat(held.stderr)
+        assert charges.read_text() == "4242 30\n"
+        # The operator knows it was killed.
+        resumed = _cli("resume", "pay-1", "--force", env=cli_env, cwd=tmp_path)
         assert resumed.returncode == 1, resumed.stdout + resumed.stderr
         said = flat(resumed.stderr)
         assert "OutcomeUnknown" in said
@@ -355,7 +361,7 @@ def test_a_run_killed_inside_a_side_effect_waits_for_a_human(
 
         # Resuming again is refused until a verdict is given.
         again = _cli("resume", "pay-1", env=cli_env, cwd=tmp_path)
-        assert again.returncode == 1
+        assert again.returncode == 2  # a refusal, not a failed run
         assert "waits for a human" in flat(again.stderr)
 
         # The human checked with the bank: it was charged.

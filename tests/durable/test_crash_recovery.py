@@ -473,7 +473,7 @@ class Harness:
                 ], "resolve"
             trial.resolutions.append("retry")
             return ["resolve", run_id, "--step", step, "--retry"], "resolve"
-        return ["resume", run_id], "resume"
+        return ["resume", run_id, "--force"], "resume"  # it killed the process itself
 
     # -- the killer
 

@@ -24,12 +24,16 @@ from tether.cli.app import (
 from tether.durable import Runtime
 from tether.durable.replay import Replay, recorded_steps
 from tether.durable.worker import serve
+from tether.errors import ConfigError
 from tether.loop import run_loop
 from tether.messages import RunResult
 from tether.store import RunRecord
 
 
-def _fail(exc: BaseException, code: int = 1) -> typer.Exit:
+def _fail(exc: BaseException, code: int | None = None) -> typer.Exit:
+    """Print why, and the exit: 2 for a refusal or a bad input, 1 for a run that failed."""
+    if code is None:
+        code = 2 if isinstance(exc, ConfigError) else 1
     heading, detail = explain(exc)
     err.print(Panel(detail, title=heading, border_style="red", title_align="left"))
     partial: RunResult | None = getattr(exc, "result", None)

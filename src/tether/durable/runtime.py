@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
-import sys
-import time
 import uuid
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -32,13 +29,15 @@ from typing import Any, Protocol
 from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID, WorkflowHandleAsync
 from dbos._error import DBOSNonExistentWorkflowError
 
-from tether.durable import workflow
+from tether.durable import recovery, workflow
 from tether.durable.budget import SharedBudget
+from tether.durable.dbos_logs import dbos_logs_to_current_stderr
+from tether.durable.heartbeat import Heartbeat
 from tether.durable.side_effects import SideEffects
 from tether.durable.steps import Journal
 from tether.errors import ConfigError
 from tether.loop import RunSpec, Sink
-from tether.messages import EffectPolicy, RunResult, RunState, ToolResult
+from tether.messages import EffectPolicy, RunResult, RunState
 from tether.models import price_of
 from tether.settings import Settings, TierBudget, get_settings
 from tether.store import LedgerEntry, Store, create_engine
@@ -46,8 +45,7 @@ from tether.tools import ToolSet
 
 __all__ = ["QUEUE_NAME", "DurableAgent", "Runtime"]
 
-QUEUE_NAME = "tether-runs"
-"""The DBOS queue that `tether worker` processes pull runs from."""
+QUEUE_NAME = workflow.QUEUE_NAME
 
 
 class DurableAgent(Protocol):
@@ -67,36 +65,6 @@ class _Entry:
     target: str | None
     deps: Any
     outer: dict[Hashable, tuple[EffectPolicy, ...]] = field(default_factory=dict)
-
-
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to `sys.stderr` as it is at each record, not as it was when created (DBOS's
-    own console handler keeps the stream of its first launch, which a CLI runner or a
-    test harness may have closed since)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def _dbos_logs_to_current_stderr() -> None:
-    """Give DBOS's logger its console handler first (DBOS adds its own only if none)."""
-    dbos_logger = logging.getLogger("dbos")
-    if not dbos_logger.handlers:
-        dbos_logger.propagate = False
-        handler = _CurrentStderr()
-        handler.name = "__dbos_console_log_handler__"
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s [%(levelname)8s] (%(name)s:%(filename)s:%(lineno)s) %(message)s",
-                datefmt="%H:%M:%S",
-            )
-        )
-        dbos_logger.addHandler(handler)
 
 
 class Runtime:
@@ -130,6 +98,7 @@ class Runtime:
         self._here = f"tether-here-{self.executor_id}"
         self._here_registered = False
         self._client: DBOSClient | None = None
+        self._heartbeat: Heartbeat | None = None
         self._sinks: dict[str, Sink] = {}
 
     # -- agents ---------------------------------------------------------------------------
@@ -206,7 +175,7 @@ class Runtime:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def launch(self, *, queues: list[str] | None = None) -> None:
+    def launch(self, *, queues: list[str] | None = None, kind: str = "cli") -> None:
         """Start DBOS on the store's database; this process then runs the workflows it
         starts or resumes (and, with `queues`, those it pulls from them)."""
         if self._launched:
@@ -219,13 +188,17 @@ class Runtime:
             "executor_id": self.executor_id,
             "log_level": "WARNING",
         }
-        _dbos_logs_to_current_stderr()
+        dbos_logs_to_current_stderr()
         DBOS(config=config)
-        # This process's own queue (see `_queue_here`) too, and no other process's.
+        # This process's own queue (see `queue_here`) too, and no other process's.
         DBOS.listen_queues([*(queues or []), self._here])
         workflow.bind(self)
         DBOS.launch()
         self._launched = True
+        self._heartbeat = Heartbeat(
+            self.store.workers, self.executor_id, kind, self.settings.worker_heartbeat_s
+        )
+        self._heartbeat.start()
 
     def halt(self) -> None:
         """Stop DBOS: no run goes on in this process; those in flight stay pending."""
@@ -237,6 +210,9 @@ class Runtime:
             DBOS.destroy(destroy_registry=False)
             workflow.bind(None)
             self._launched = False
+            if self._heartbeat is not None:
+                self._heartbeat.stop()  # after DBOS stopped: nothing of ours still runs
+                self._heartbeat = None
 
     def shutdown(self) -> None:
         """`halt`, and close the store; runs in flight stay pending, to be resumed."""
@@ -246,7 +222,8 @@ class Runtime:
             self._client = None
         self.store.close()
 
-    def _queue_here(self) -> str | None:
+    @property
+    def queue_here(self) -> str | None:
         """The queue that only this process pulls from, where `reopen` puts a run that
         `resume` runs here: DBOS's internal queue (its default, None) is pulled from by
         every launched process, so a `tether run` of another agent would take the run
@@ -315,7 +292,7 @@ class Runtime:
         # Recorded before its journal starts (as `submit` does): a crash in between must
         # not leave a journal without a record, which `resume` could not find and which
         # another `run` with this id would wait on forever.
-        await asyncio.to_thread(
+        created = await asyncio.to_thread(
             self.store.runs.create,
             run_id=run_id,
             agent=agent,
@@ -327,6 +304,8 @@ class Runtime:
             model=self.durable_spec(agent, model).model_name,
             target=options["target"],
         )
+        if not created and await asyncio.to_thread(self.status, run_id) is not None:
+            return await self._attach(run_id)
         if sink is not None:
             self._sinks[run_id] = sink
         try:
@@ -338,6 +317,26 @@ class Runtime:
         finally:
             self._sinks.pop(run_id, None)
         return result
+
+    async def _attach(self, run_id: str) -> RunResult:
+        """The result of a run recorded already: waited for while a live process runs
+        it, resumed here once the process holding it is gone."""
+        while True:
+            if await asyncio.to_thread(self._stranded, run_id):
+                return await self.resume(run_id, force=True)
+            try:
+                return await asyncio.wait_for(self.result(run_id), self.settings.worker_stale_s)
+            except TimeoutError:
+                continue
+
+    def _stranded(self, run_id: str) -> bool:
+        """Whether a recorded run is pending in a process that is gone."""
+        record = self.store.runs.get(run_id)
+        if record is None or record.status not in ("queued", "running"):
+            return False
+        if self.status(run_id) != "PENDING":
+            return False
+        return record.executor_id not in recovery.live_executors(self)
 
     def sink_of(self, run_id: str) -> Sink | None:
         """Where the events of `run_id` go, when it runs in this process for a caller."""
@@ -369,17 +368,21 @@ class Runtime:
             tier=self.tier_name(tenant),
             target=options["target"],
         )
-        self.client.enqueue(
-            {
-                "queue_name": QUEUE_NAME,
-                "workflow_name": workflow.WORKFLOW_NAME,
-                "workflow_id": run_id,
-                "app_version": self.app_version,
-            },
-            agent,
-            prompt,
-            options,
-        )
+        try:
+            self.client.enqueue(
+                {
+                    "queue_name": QUEUE_NAME,
+                    "workflow_name": workflow.WORKFLOW_NAME,
+                    "workflow_id": run_id,
+                    "app_version": self.app_version,
+                },
+                agent,
+                prompt,
+                options,
+            )
+        except Exception as exc:  # not queued: the record must not say it is
+            self.store.runs.finished(run_id, "failed", error=f"not enqueued: {exc}")
+            raise
         return run_id
 
     async def result(self, run_id: str) -> RunResult:
@@ -395,81 +398,11 @@ class Runtime:
         except DBOSNonExistentWorkflowError:
             return None
 
-    # -- recovery ---------------------------------------------------------------------------
-
-    def _rewind_target(self, run_id: str) -> int:
-        """The step a failed run resumes from: the step that failed (else the first)."""
-        steps = self.client.list_workflow_steps(run_id)
-        failed = [s["function_id"] for s in steps if s["error"] is not None]
-        return failed[-1] if failed else 1
+    # -- recovery (see `recovery`) ----------------------------------------------------------
 
     def reopen(self, run_id: str, *, queue: bool = False, force: bool = False) -> str:
-        """Make an interrupted or failed run runnable again; returns what was done.
-
-        A run left pending by a dead process is re-enqueued; a run that failed on an
-        effect (a model error, an unreconciled side effect that a human has since
-        resolved) is rewound to that step. With `queue`, a worker picks it up; else this
-        process, from its own queue, when `resume` called it (otherwise DBOS's internal
-        queue: the next launched process takes it).
-
-        Raises:
-            ConfigError: no such run, it completed or stopped for good, it is running on a
-                live worker (unless `force`), or its side effect is still unreconciled.
-        """
-        record = self.store.runs.get(run_id)
-        status = self.status(run_id)
-        if status is None or record is None:
-            if record is not None and record.status == "queued":
-                raise ConfigError(
-                    f"run {run_id} was recorded, but the process that was to run it stopped "
-                    "before it started; start it again: `tether run TARGET PROMPT --run-id "
-                    f"{run_id}` (or `tether submit ... --run-id {run_id}`)"
-                )
-            raise ConfigError(f"no run {run_id!r} in {self._where()}")
-        queue_name = QUEUE_NAME if queue else self._queue_here()
-        if status == "SUCCESS":
-            return "completed already"
-        if status == "ERROR":
-            if record.status == "outcome_unknown":
-                pending = [e for e in self.store.ledger.of_run(run_id) if e.status == "started"]
-                if pending:
-                    steps = ", ".join(str(e.step_id) for e in pending)
-                    raise ConfigError(
-                        f"run {run_id} waits for a human: the side effect at step {steps} may "
-                        f"or may not have happened; run `tether resolve {run_id} --step N "
-                        "--result '...'` (or `--retry`) first"
-                    )
-            elif record.status != "failed":
-                raise ConfigError(
-                    f"run {run_id} stopped with status {record.status!r}; resuming would stop "
-                    "it the same way (use `tether replay --from-step N` to try another path)"
-                )
-            step = self._rewind_target(run_id)
-            self.client.rewind_workflow(run_id, start_step=step, queue_name=queue_name)
-            self.store.runs.set_status(run_id, "queued")
-            return f"rewound to step {step}"
-        if status in ("PENDING", "ENQUEUED") and not force:
-            executor = record.executor_id
-            alive = {
-                w.executor_id
-                for w in self.store.workers.list()
-                if w.status == "alive"
-                and w.heartbeat_at > time.time() - self.settings.worker_stale_s
-            }
-            # Enqueued for a worker, it will run there; enqueued to be resumed by a process
-            # (its own queue) that died before it started, it is taken over here.
-            for_workers = (
-                status == "ENQUEUED"
-                and self.client.retrieve_workflow(run_id).get_status().queue_name == QUEUE_NAME
-            )
-            if for_workers or (executor in alive and executor != self.executor_id):
-                raise ConfigError(
-                    f"run {run_id} is {status.lower()} on a live worker ({executor}); it will "
-                    "finish there (pass force=True / --force if that worker is gone)"
-                )
-        self.client.resume_workflow(run_id, queue_name=queue_name)
-        self.store.runs.set_status(run_id, "queued")
-        return "resumed"
+        """Make an interrupted or failed run runnable again; see `recovery.reopen`."""
+        return recovery.reopen(self, run_id, queue=queue, force=force)
 
     async def resume(self, run_id: str, *, force: bool = False) -> RunResult:
         """Resume an interrupted or failed run in this process, to its result."""
@@ -484,34 +417,8 @@ class Runtime:
     def resolve(
         self, run_id: str, step_id: int, *, result: str | None, by: str = "cli"
     ) -> LedgerEntry:
-        """Record a human's verdict on an interrupted side effect (see `OutcomeUnknown`):
-        `result`, what it returned (its content as the model will see it), or `None` if it
-        did not happen and must run again. Then `reopen` (or `resume`) the run.
-
-        Raises:
-            ConfigError: no side effect at that step of that run, or it finished already.
-        """
-        entry = self.store.ledger.get(run_id, step_id)
-        if entry is None:
-            raise ConfigError(
-                f"run {run_id!r} has no side effect at step {step_id} (see `tether trace {run_id}`)"
-            )
-        if entry.status == "finished":
-            raise ConfigError(
-                f"the side effect at step {step_id} of run {run_id} finished already; "
-                "nothing to resolve"
-            )
-        recorded = None
-        if result is not None:
-            recorded = ToolResult(call_id=entry.call_id, name=entry.tool, content=result)
-        resolved = self.store.ledger.resolve(
-            run_id,
-            step_id,
-            result=None if recorded is None else recorded.model_dump_json(),
-            by=by,
-        )
-        assert resolved is not None
-        return resolved
+        """A human's verdict on an interrupted side effect; see `recovery.resolve`."""
+        return recovery.resolve(self.store, run_id, step_id, result=result, by=by)
 
     def recover(self, executor_ids: list[str]) -> int:
         """Resume the pending runs of dead processes (the reaper's job); how many."""
@@ -521,16 +428,9 @@ class Runtime:
     def forget(self, older_than_s: float, *, dry_run: bool = False) -> list[str]:
         """Retention: delete every trace of runs that ended more than `older_than_s`
         seconds ago (journal, record, ledger entries); returns their ids."""
-        doomed: list[str] = []
-        cutoff = time.time() - older_than_s
-        while batch := self.store.runs.ended_before(cutoff, limit=500):
-            doomed.extend(batch)
-            if dry_run:
-                break
-            self.client.delete_workflows(batch)
-            self.store.ledger.delete_runs(batch)
-            self.store.runs.delete(batch)
-        return doomed
+        return recovery.forget(self, older_than_s, dry_run=dry_run)
 
-    def _where(self) -> str:
+    @property
+    def where(self) -> str:
+        """The database, for messages (without its password)."""
         return self.store.engine.url.render_as_string(hide_password=True)

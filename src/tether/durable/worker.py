@@ -1,4 +1,4 @@
-"""`serve`: a worker pulls runs from the queue, heartbeats, and reaps dead workers.
+"""`serve`: a worker pulls runs from the queue and reaps dead workers.
 
 DBOS's open-source executor recovers only its own runs when it restarts; a worker
 that dies and stays dead would strand its runs. So every worker writes a heartbeat
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
 
 from dbos import DBOS
@@ -38,7 +36,7 @@ async def serve(
         global_concurrency: Runs at once across all workers (None: no limit).
         polling_interval_s: How often the queue is polled for new runs.
     """
-    runtime.launch(queues=[QUEUE_NAME])
+    runtime.launch(queues=[QUEUE_NAME], kind="worker")
     # The sync `register_queue` refuses to run inside an event loop (DBOS 3.4).
     await DBOS.register_queue_async(
         QUEUE_NAME,
@@ -51,16 +49,11 @@ async def serve(
     settings = runtime.settings
     workers = runtime.store.workers
     me = runtime.executor_id
-    host, pid = socket.gethostname(), os.getpid()
     log = get_logger()
     log.info("worker.start", executor_id=me, concurrency=concurrency)
     try:
         while not stop.is_set():
-            alive = await asyncio.to_thread(workers.beat, me, host=host, pid=pid, kind="worker")
-            if not alive:
-                # Declared dead (a long pause): its runs were handed to others, which
-                # is safe (DBOS admits one runner per run); start again under a new name.
-                log.warning("worker.reaped_while_alive", executor_id=me)
+            # The runtime's heartbeat thread keeps this worker alive; this loop reaps.
             stale_before = time.time() - settings.worker_stale_s
             dead = await asyncio.to_thread(workers.claim_dead, stale_before, me)
             if dead:
@@ -69,10 +62,7 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.worker_heartbeat_s)
     finally:
-        # Stop running first; then say goodbye in a way that lets any live reaper hand
-        # this worker's unfinished runs (if any) to the others at once.
+        # Halting stops running first, then makes the heartbeat stale, so any live
+        # reaper hands this worker's unfinished runs (if any) to the others at once.
         await asyncio.to_thread(runtime.halt)
-        # Not `to_thread`: DBOS made its executor the loop's default one, and halting
-        # shut it down ("cannot schedule new futures after shutdown").
-        workers.leave(me)
         log.info("worker.stop", executor_id=me)

@@ -22,9 +22,11 @@ from tether.messages import RunResult
 if TYPE_CHECKING:
     from tether.durable.runtime import Runtime
 
-__all__ = ["WORKFLOW_NAME", "run_workflow"]
+__all__ = ["QUEUE_NAME", "WORKFLOW_NAME", "run_workflow"]
 
 WORKFLOW_NAME = "tether.run"
+QUEUE_NAME = "tether-runs"
+"""The DBOS queue that `tether worker` processes pull runs from."""
 
 _runtime: Runtime | None = None
 

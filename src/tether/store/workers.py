@@ -86,12 +86,14 @@ class Workers:
             )
 
     def claim_dead(self, stale_before: float, reaper: str) -> builtins.list[str]:
-        """Declare dead every live worker whose last heartbeat is older than
-        `stale_before`; returns those this reaper claimed (no other reaper gets them)."""
+        """Declare dead every live worker (kind `worker`: its runs are on the workers'
+        queue) whose last heartbeat is older than `stale_before`; returns those this
+        reaper claimed (no other reaper gets them)."""
         with self._engine.connect() as connection:
             stale = list(
                 connection.execute(
                     sa.select(workers.c.executor_id).where(
+                        workers.c.kind == "worker",
                         workers.c.status == "alive",
                         workers.c.heartbeat_at < stale_before,
                         workers.c.executor_id != reaper,
