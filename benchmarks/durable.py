@@ -7,7 +7,8 @@
 - overhead: the same agent (a no-op model, N-1 no-op tool steps, then an answer) run
   in memory and durably (every model and tool call a journaled DBOS step), on SQLite
   (WAL, synchronous=NORMAL) and on local PostgreSQL; the difference per loop step
-  (one model call and one tool call) and per effect.
+  (one model call and one tool call) and per effect (one journaled step), next to a bare
+  DBOS workflow of no-op steps on the same engine (the floor tether builds on).
 - recovery: 100 runs stranded mid-run by a SIGKILLed process, then resumed by a fresh
   one (`Runtime.recover`, what the reaper calls): time until all 100 complete.
 - throughput: two `tether worker` processes on PostgreSQL, runs of 3 steps on a model
@@ -118,6 +119,43 @@ async def _overhead(url: str, runs: int, steps: int) -> dict[str, float]:
     }
 
 
+async def _bare_dbos(url: str, steps: int) -> float:
+    """ms per step of a bare DBOS workflow of no-op steps on tether's engine: the floor."""
+    from dbos import DBOS, SetWorkflowID
+
+    from tether.store import create_engine
+
+    async def noop(i: int) -> int:
+        return i
+
+    @DBOS.workflow(name="bench.bare")
+    async def bare(n: int) -> int:
+        for i in range(n):
+            await DBOS.run_step_async({"name": "noop"}, noop, i)
+        return n
+
+    DBOS(
+        config={
+            "name": "tether-bench",
+            "system_database_url": url,
+            "system_database_engine": create_engine(url),
+            "log_level": "WARNING",
+        }
+    )
+    DBOS.launch()
+    try:
+        timings = []
+        for k in range(5):
+            started = time.perf_counter()
+            with SetWorkflowID(f"bare-{k}"):
+                handle = await DBOS.start_workflow_async(bare, steps)
+            await handle.get_result()
+            timings.append((time.perf_counter() - started) / steps * 1000)
+        return statistics.median(timings)
+    finally:
+        DBOS.destroy()
+
+
 def overhead(quick: bool) -> None:
     runs, steps = (10, 10) if quick else (30, 10)
     print(f"\n== durable overhead: {runs} sequential runs of {steps} steps, no-op model and tool")
@@ -130,11 +168,14 @@ def overhead(quick: bool) -> None:
             figures = json.loads(
                 _child("overhead", url, str(runs), env={"BENCH_STEPS": str(steps)})
             )
+        with fresh_database(backend) as url:
+            floor = float(_child("bare", url, "200"))
         print(
             f"{backend:<12}{figures['memory_ms_per_step']:>12.3f}ms"
             f"{figures['durable_ms_per_step']:>13.3f}ms"
             f"{figures['overhead_ms_per_step']:>14.3f}ms"
             f"{figures['overhead_ms_per_effect']:>11.3f}ms"
+            f"{floor:>15.3f}ms"
         )
 
 
@@ -261,6 +302,9 @@ def main() -> None:
     if args.child == "overhead":
         steps = int(os.environ.get("BENCH_STEPS", "10"))
         print(json.dumps(asyncio.run(_overhead(args.url, int(args.rest[0]), steps))))
+        return
+    if args.child == "bare":
+        print(asyncio.run(_bare_dbos(args.url, int(args.rest[0]))))
         return
     if args.child == "strand":
         asyncio.run(_strand(args.url, int(args.rest[0])))

@@ -45,22 +45,8 @@ async def run_workflow(agent: str, prompt: str, options: dict[str, Any]) -> RunR
         raise RuntimeError("a tether run workflow started in a process with no launched Runtime")
     run_id = DBOS.workflow_id
     assert run_id is not None
-    store = runtime.store
     spec = runtime.durable_spec(agent, options.get("model"))
-    await asyncio.to_thread(store.budgets.release_run, run_id)
-    await asyncio.to_thread(
-        store.runs.create,
-        run_id=run_id,
-        agent=agent,
-        prompt=prompt,
-        status="running",
-        user_id=options.get("user"),
-        tenant=options.get("tenant"),
-        tier=runtime.tier_name(options.get("tenant")),
-        model=spec.model_name,
-        target=options.get("target"),
-    )
-    await asyncio.to_thread(store.runs.started, run_id, runtime.executor_id)
+    await asyncio.to_thread(_start, runtime, run_id, agent, prompt, options, spec.model_name)
     try:
         result = await run_loop(
             spec,
@@ -80,6 +66,33 @@ async def run_workflow(agent: str, prompt: str, options: dict[str, Any]) -> RunR
         raise
     await asyncio.to_thread(_record, runtime, result, None)
     return result
+
+
+def _start(
+    runtime: Runtime,
+    run_id: str,
+    agent: str,
+    prompt: str,
+    options: dict[str, Any],
+    model: str,
+) -> None:
+    """Release what an interrupted attempt held, and record the run as running here."""
+    store = runtime.store
+    store.budgets.release_run(run_id)
+    if store.runs.started(run_id, runtime.executor_id):
+        return  # recorded when it was started or submitted: the common case
+    store.runs.create(
+        run_id=run_id,
+        agent=agent,
+        prompt=prompt,
+        status="running",
+        user_id=options.get("user"),
+        tenant=options.get("tenant"),
+        tier=runtime.tier_name(options.get("tenant")),
+        model=model,
+        target=options.get("target"),
+    )
+    store.runs.started(run_id, runtime.executor_id)
 
 
 def _record(

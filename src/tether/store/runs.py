@@ -116,18 +116,22 @@ class Runs:
             return False
         return True
 
-    def started(self, run_id: str, executor_id: str) -> None:
-        """Mark the run running on `executor_id` (again, after a crash or a resume)."""
+    def started(self, run_id: str, executor_id: str) -> bool:
+        """Mark the run running on `executor_id` (again, after a crash or a resume);
+        False if it is not recorded."""
         with self._engine.begin() as connection:
-            connection.execute(
-                runs.update()
-                .where(runs.c.run_id == run_id)
-                .values(
-                    status="running",
-                    executor_id=executor_id,
-                    started_at=sa.func.coalesce(runs.c.started_at, time.time()),
-                    finished_at=None,
-                )
+            return (
+                connection.execute(
+                    runs.update()
+                    .where(runs.c.run_id == run_id)
+                    .values(
+                        status="running",
+                        executor_id=executor_id,
+                        started_at=sa.func.coalesce(runs.c.started_at, time.time()),
+                        finished_at=None,
+                    )
+                ).rowcount
+                > 0
             )
 
     def finished(self, run_id: str, status: str, **values: Any) -> None:
