@@ -326,7 +326,14 @@ def _in(seconds: float) -> str:
 ERRORS = [
     # reply, error type, retryable, retry_after (None: absent; a pair: a range), status
     (status_error(429, headers={"retry-after": "7"}), ModelRateLimited, True, 7.0, 429),
-    (status_error(429, headers={"retry-after": _in(30)}), ModelRateLimited, True, (20, 31), 429),
+    # 50 minutes ahead (under the one-hour cap): the date is made at import, minutes early.
+    (
+        status_error(429, headers={"retry-after": _in(3000)}),
+        ModelRateLimited,
+        True,
+        (2000, 3001),
+        429,
+    ),
     (status_error(401, "invalid x-api-key"), ModelAuthError, False, None, 401),
     (status_error(403), ModelAuthError, False, None, 403),
     (status_error(400, "messages: roles must alternate"), ModelHTTPError, False, None, 400),

@@ -6,28 +6,16 @@ import builtins
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, get_args
 
 import sqlalchemy as sa
 
+from tether.messages import RunStatus
 from tether.store.tables import runs
 
 __all__ = ["RunRecord", "Runs"]
 
-FINISHED_STATUSES = frozenset(
-    {
-        "completed",
-        "max_steps",
-        "usage_limit",
-        "output_invalid",
-        "budget",
-        "loop",
-        "timeout",
-        "rate_limited",
-        "failed",
-        "cancelled",
-    }
-)
+FINISHED_STATUSES = frozenset(get_args(RunStatus)) - {"outcome_unknown"} | {"cancelled"}
 """Statuses of a run that has ended (`outcome_unknown` waits for a human)."""
 
 
