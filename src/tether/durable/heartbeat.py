@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 
+from tether.observe import get_logger
 from tether.store import Workers
 
 __all__ = ["Heartbeat"]
@@ -28,23 +29,27 @@ class Heartbeat:
         self._thread = threading.Thread(
             target=self._beat, name=f"tether-heartbeat-{executor_id}", daemon=True
         )
-        self.alive = True
-        """False once a reaper declared this process dead (a long pause)."""
+        self._reaped = False
 
     def start(self) -> None:
         """Write the first heartbeat now, then keep beating in the background."""
-        self.alive = self._once()
+        self._once()
         self._thread.start()
 
-    def _once(self) -> bool:
-        return self._workers.beat(
+    def _once(self) -> None:
+        alive = self._workers.beat(
             self._executor_id, host=socket.gethostname(), pid=os.getpid(), kind=self._kind
         )
+        if not alive and not self._reaped:
+            # A pause longer than the stale limit: a reaper handed this worker's runs to
+            # others (each side effect stays once, through the ledger). Say so, once.
+            self._reaped = True
+            get_logger().warning("heartbeat.reaped_while_alive", executor_id=self._executor_id)
 
     def _beat(self) -> None:
         while not self._stopped.wait(self._interval):
             try:
-                self.alive = self._once()
+                self._once()
             except Exception:  # a database hiccup: the next beat tries again
                 continue
 

@@ -24,7 +24,7 @@ from dbos import DBOS
 from dbos._core import StepOptions
 
 from tether.durable.side_effects import SideEffects
-from tether.messages import CallNext, ModelEffect, ModelResponse, ToolEffect, ToolResult
+from tether.messages import CallNext
 from tether.tools import ToolSet
 
 __all__ = ["Journal"]
@@ -45,7 +45,7 @@ class Journal:
             return call_next(effect)  # not in a durable run (or already inside a step)
         reservation = DBOS.reserve_step()  # now: the order the loop asked in
         if effect.kind == "model":
-            return reservation.run_async(_named("model"), _model, effect, call_next)
+            return reservation.run_async(_named("model"), _through, effect, call_next)
         tool = self._tools.get(effect.call)
         options = _named(f"tool:{effect.call.name}")
         if tool.side_effect:
@@ -57,7 +57,7 @@ class Journal:
                 call_next,
                 reservation.step_id,
             )
-        return reservation.run_async(options, _tool, effect, call_next)
+        return reservation.run_async(options, _through, effect, call_next)
 
 
 def _named(name: str) -> StepOptions:
@@ -65,11 +65,6 @@ def _named(name: str) -> StepOptions:
     return {"retries_allowed": False, "name": name}
 
 
-async def _model(effect: ModelEffect, call_next: CallNext) -> ModelResponse:
-    response: ModelResponse = await call_next(effect)
-    return response
-
-
-async def _tool(effect: ToolEffect, call_next: CallNext) -> ToolResult:
-    result: ToolResult = await call_next(effect)
-    return result
+async def _through(effect: Any, call_next: CallNext) -> Any:
+    """The step's body: the rest of the onion (a coroutine function, as DBOS needs)."""
+    return await call_next(effect)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ class LedgerEntry:
     idempotency_key: str
     arguments: str
     """The validated arguments, as JSON."""
-    status: str
+    status: LedgerStatus
     result: str | None
     """The `ToolResult`, as JSON, once finished."""
     dedupe_key: str | None
@@ -68,29 +68,28 @@ class Ledger:
         entry is returned as found, but marked `started` again, so that a crash during
         the retried call leaves its outcome unknown like the first one's.
         """
-        now = time.time()
+        entry = LedgerEntry(
+            run_id=run_id,
+            step_id=step_id,
+            tool=tool,
+            call_id=call_id,
+            idempotency_key=idempotency_key,
+            arguments=arguments,
+            status="started",
+            result=None,
+            dedupe_key=dedupe_key,
+            attempts=1,
+            started_at=time.time(),
+            finished_at=None,
+            resolved_by=None,
+        )
         try:
             with self._engine.begin() as connection:
-                connection.execute(
-                    ledger.insert().values(
-                        run_id=run_id,
-                        step_id=step_id,
-                        tool=tool,
-                        call_id=call_id,
-                        idempotency_key=idempotency_key,
-                        arguments=arguments,
-                        status="started",
-                        dedupe_key=dedupe_key,
-                        attempts=1,
-                        started_at=now,
-                    )
-                )
+                connection.execute(ledger.insert().values(**asdict(entry)))
         except sa.exc.IntegrityError:
             pass
         else:
-            entry = self.get(run_id, step_id)
-            assert entry is not None
-            return entry, True
+            return entry, True  # as written: no need to read it back
         with self._engine.begin() as connection:
             retried = connection.execute(
                 ledger.update()
@@ -103,11 +102,9 @@ class Ledger:
                     .where(*_where(run_id, step_id), ledger.c.status != "finished")
                     .values(attempts=ledger.c.attempts + 1)
                 )
-        entry = self.get(run_id, step_id)
-        assert entry is not None
-        if retried:
-            entry = replace(entry, status="retry")
-        return entry, False
+        found = self.get(run_id, step_id)
+        assert found is not None
+        return (replace(found, status="retry") if retried else found), False
 
     def finish(self, run_id: str, step_id: int, result: str) -> None:
         """Record the call's result."""
