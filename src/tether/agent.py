@@ -75,45 +75,55 @@ class Agent:
         self.policy = policy or Policy()
         self.model_settings = model_settings or ModelSettings()
         self.name = name
-        self._specs: dict[Hashable, RunSpec] = {}
+        # The policy passed to `spec` rides along: its id is in the key, so it must live.
+        self._specs: dict[Hashable, tuple[RunSpec, Policy | None]] = {}
 
-    def spec(self, model: ModelChoice = None, *, outer: Sequence[EffectPolicy] = ()) -> RunSpec:
+    def spec(
+        self,
+        model: ModelChoice = None,
+        *,
+        outer: Sequence[EffectPolicy] = (),
+        policy: Policy | None = None,
+    ) -> RunSpec:
         """The resolved run spec for this agent (and an optional model override), cached.
 
         `outer` are policies around all the others (the durable runtime's journal and
-        shared budget); specs are cached per model and per `outer` tuple.
+        shared budget); `policy` replaces the agent's own (the durable runtime's keeps
+        breaker and rate-limit state in the database). Specs are cached per model, per
+        `outer` tuple and per policy.
         """
         _check_model_choice(model)
-        key = (_key(model), tuple(map(id, outer)))
-        found = self._specs.get(key)
-        if found is None:
-            chain = _resolve(model if model is not None else self.model)
-            settings = self.model_settings
-            if settings.timeout is None:
-                settings = settings.model_copy(update={"timeout": get_settings().model_timeout})
-            policy = _with_retry_log(self.policy)
-            effects = Effects(
-                chain,
-                self.tools,
-                [*outer, LogEffects(), *policy.run_layers([m.name for m in chain], price_of)],
-                model_layers=policy.model_layers,
-                tool_layers=policy.tool_layers,
-                fallback_on=policy.fallback_on,
-            )
-            found = RunSpec(
-                name=self.name,
-                model_name=chain[0].name,
-                effects=effects,
-                tools=self.tools,
-                instructions=self.instructions,
-                output=self._output,
-                settings=settings,
-                max_steps=policy.max_steps,
-                output_retries=policy.output_retries,
-                critic=self.critic,
-                timeout=policy.timeout,
-            )
-            self._specs[key] = found
+        key = (_key(model), tuple(map(id, outer)), id(policy))
+        cached = self._specs.get(key)
+        if cached is not None:
+            return cached[0]
+        chain = _resolve(model if model is not None else self.model)
+        settings = self.model_settings
+        if settings.timeout is None:
+            settings = settings.model_copy(update={"timeout": get_settings().model_timeout})
+        governing = _with_retry_log(policy or self.policy)
+        effects = Effects(
+            chain,
+            self.tools,
+            [*outer, LogEffects(), *governing.run_layers([m.name for m in chain], price_of)],
+            model_layers=governing.model_layers,
+            tool_layers=governing.tool_layers,
+            fallback_on=governing.fallback_on,
+        )
+        found = RunSpec(
+            name=self.name,
+            model_name=chain[0].name,
+            effects=effects,
+            tools=self.tools,
+            instructions=self.instructions,
+            output=self._output,
+            settings=settings,
+            max_steps=governing.max_steps,
+            output_retries=governing.output_retries,
+            critic=self.critic,
+            timeout=governing.timeout,
+        )
+        self._specs[key] = (found, policy)
         return found
 
     async def run(
@@ -200,7 +210,7 @@ class Agent:
 
     async def aclose(self) -> None:
         """Close the models this agent opened (their HTTP connections)."""
-        for spec in self._specs.values():
+        for spec, _policy in self._specs.values():
             await spec.effects.close()
         self._specs.clear()
 

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     """Which tier each tenant is on (JSON), e.g. `{"acme": "pro"}`."""
     default_tier: str | None = None
     """The tier of a run whose tenant has none (and of runs with no tenant)."""
+    shared_policy_state: bool = True
+    """Durable runs keep their circuit breakers and rate-limit buckets in the database,
+    so every process on it shares them (a limit of 500 requests per minute is 500 for
+    all workers together). Off: each process keeps its own."""
     worker_heartbeat_s: float = Field(default=2.0, gt=0)
     """How often a worker writes its heartbeat."""
     worker_stale_s: float = Field(default=15.0, gt=0)

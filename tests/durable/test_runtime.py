@@ -28,14 +28,17 @@ from tether.errors import (
     CircuitOpen,
     ConfigError,
     MaxStepsExceeded,
+    ModelHTTPError,
     OutcomeUnknown,
     RateLimited,
 )
 from tether.loop import run_loop
 from tether.messages import ModelRequest, RunResult, ToolResult
 from tether.models import ModelPrice, register_price
+from tether.policy import Breaker, RateLimits
+from tether.policy.breaker import InMemoryBreakerStore, SharedBreakerStore
 from tether.settings import Settings, TierBudget
-from tether.store import tables
+from tether.store import Store, tables
 from tether.testing import FunctionModel, Step, call, calls, reply
 
 # --- fixtures and helpers -------------------------------------------------------------------
@@ -442,6 +445,77 @@ async def test_reopen_refuses_runs_that_resuming_cannot_change(runtime: Runtime)
         runtime.reopen("loop-1")
     with pytest.raises(ConfigError, match="no run 'nowhere'"):
         runtime.reopen("nowhere")
+
+
+# --- breakers and rate limits shared through the database ---------------------------------
+
+
+def down_model(name: str) -> FunctionModel:
+    def answer(request: ModelRequest) -> Step:
+        raise ModelHTTPError("upstream down", status_code=503, retryable=True)
+
+    return FunctionModel(answer, name=name)
+
+
+async def test_durable_runs_share_their_circuits_through_the_database(
+    runtime: Runtime, database_url: str
+) -> None:
+    model = down_model("durable-test-down")
+    policy = Policy(retry=None, breaker=Breaker(failures=2, cooldown=60))
+    runtime.register(Agent(model=model, policy=policy, name="flaky"))
+    for n in range(2):
+        with pytest.raises(ModelHTTPError):
+            await runtime.run("flaky", "hi", run_id=f"flaky-{n}")
+    assert len(model.requests) == 2
+    # Open for every process on this database, not just this one.
+    elsewhere = Store(database_url)
+    try:
+        shared = Breaker(store=SharedBreakerStore(elsewhere.policy_states))
+        assert await shared.state("model:durable-test-down") == "open"
+    finally:
+        elsewhere.close()
+    with pytest.raises(CircuitOpen):
+        await runtime.run("flaky", "hi", run_id="flaky-2")
+    assert len(model.requests) == 2  # failed fast: the model was not called
+    assert agent_policy_is_untouched(runtime, "flaky", policy)
+
+
+def agent_policy_is_untouched(runtime: Runtime, name: str, policy: Policy) -> bool:
+    """The agent keeps its own policy (in-memory state) for runs outside the runtime."""
+    agent = runtime._entry(name).agent
+    return agent.policy is policy and isinstance(policy.breaker.store, InMemoryBreakerStore)
+
+
+async def test_durable_runs_share_rate_limits_through_the_database(
+    runtime: Runtime,
+) -> None:
+    limits = RateLimits(requests_per_minute=2, max_wait=0)
+    model = scripted(reply("ok"), name="durable-test-limited")
+    runtime.register(Agent(model=model, policy=Policy(rate_limits=limits), name="limited"))
+    for n in range(2):
+        await runtime.run("limited", "hi", run_id=f"limited-{n}")
+    with pytest.raises(RateLimited):
+        await runtime.run("limited", "hi", run_id="limited-2")
+    assert runtime.store.policy_states.keys("ratelimit:") == [
+        "ratelimit:model:durable-test-limited:rpm"
+    ]
+
+
+async def test_shared_policy_state_can_be_turned_off(database_url: str) -> None:
+    runtime = Runtime(database_url, shared_policy_state=False)
+    runtime.launch()
+    try:
+        model = down_model("durable-test-down-local")
+        policy = Policy(retry=None, breaker=Breaker(failures=1, cooldown=60))
+        runtime.register(Agent(model=model, policy=policy, name="local-state"))
+        with pytest.raises(ModelHTTPError):
+            await runtime.run("local-state", "hi", run_id="local-0")
+        with pytest.raises(CircuitOpen):
+            await runtime.run("local-state", "hi", run_id="local-1")
+        assert runtime.store.policy_states.keys() == []
+        assert await policy.breaker.state("model:durable-test-down-local") == "open"
+    finally:
+        runtime.shutdown()
 
 
 # --- errors survive the journal (pickled) ------------------------------------------------------

@@ -23,6 +23,7 @@ TETHER_TABLES = {
     "tether_budgets",
     "tether_budget_holds",
     "tether_workers",
+    "tether_policy_states",
 }
 VERSION_TABLE = "tether_alembic_version"
 HEAD = ScriptDirectory(

@@ -190,7 +190,8 @@ def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
 ) -> None:
     """Retention: delete runs that ended longer ago than --older-than (records, journal,
-    ledger). Runs still going, or waiting for a human, are kept."""
+    ledger), and breaker and rate-limit state idle as long (a day at least). Runs still
+    going, or waiting for a human, are kept."""
     age = parse_age(older_than)
     runtime = Runtime()
     try:

@@ -138,10 +138,17 @@ def resolve(store: Store, run_id: str, step_id: int, *, result: str | None, by: 
     return resolved
 
 
+_DAY = 86_400.0
+
+
 def forget(runtime: Runtime, older_than_s: float, *, dry_run: bool = False) -> list[str]:
     """Retention: delete every trace of runs that ended more than `older_than_s` seconds
-    ago (journal, record, ledger entries); returns their ids."""
+    ago (journal, record, ledger entries); returns their ids. Breaker and rate-limit
+    state untouched that long goes too (at least a day: a bucket idle that long is
+    full again, and a circuit's failures are long out of its window)."""
     store = runtime.store
+    if not dry_run:
+        store.policy_states.prune(max(older_than_s, _DAY))
     doomed: list[str] = []
     cutoff = time.time() - older_than_s
     while batch := store.runs.ended_before(cutoff, limit=500):

@@ -39,6 +39,9 @@ from tether.errors import ConfigError
 from tether.loop import RunSpec, Sink
 from tether.messages import EffectPolicy, RunResult, RunState
 from tether.models import price_of
+from tether.policy import Policy
+from tether.policy.breaker import SharedBreakerStore
+from tether.policy.ratelimit import SharedRateLimitStore
 from tether.settings import Settings, TierBudget, get_settings
 from tether.store import LedgerEntry, Store, create_engine
 from tether.tools import ToolSet
@@ -53,8 +56,9 @@ class DurableAgent(Protocol):
 
     name: str
     tools: ToolSet
+    policy: Policy
 
-    def spec(self, model: Any = None, *, outer: Any = ()) -> RunSpec: ...
+    def spec(self, model: Any = None, *, outer: Any = (), policy: Any = None) -> RunSpec: ...
 
     async def aclose(self) -> None: ...
 
@@ -64,6 +68,7 @@ class _Entry:
     agent: DurableAgent
     target: str | None
     deps: Any
+    policy: Policy
     outer: dict[Hashable, tuple[EffectPolicy, ...]] = field(default_factory=dict)
 
 
@@ -76,6 +81,9 @@ class Runtime:
         executor_id: This process's name in the journal; a fresh one by default, so a
             process never takes over another's runs except through the reaper.
         settings: Instead of the process settings (tiers, heartbeat intervals).
+        shared_policy_state: Keep the agents' circuit breakers and rate-limit buckets
+            in the database, shared by every process on it (`TETHER_SHARED_POLICY_STATE`,
+            on by default); a store an agent's policy names itself stays its own.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class Runtime:
         app_version: str | None = None,
         executor_id: str | None = None,
         settings: Settings | None = None,
+        shared_policy_state: bool | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.database_url = database_url or self.settings.database_url
@@ -93,6 +102,12 @@ class Runtime:
             executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         )
         self.store = Store(self.database_url)
+        if shared_policy_state is None:
+            shared_policy_state = self.settings.shared_policy_state
+        self._shared: tuple[SharedBreakerStore, SharedRateLimitStore] | None = None
+        if shared_policy_state:
+            states = self.store.policy_states
+            self._shared = (SharedBreakerStore(states), SharedRateLimitStore(states))
         self._agents: dict[str, _Entry] = {}
         self._launched = False
         self._here = f"tether-here-{self.executor_id}"
@@ -117,7 +132,10 @@ class Runtime:
                 f"another agent is already registered as {agent.name!r}; give each a "
                 "distinct Agent(name=...)"
             )
-        self._agents[agent.name] = _Entry(agent, target, deps)
+        policy = agent.policy
+        if self._shared is not None:
+            policy = policy.with_shared_state(*self._shared)
+        self._agents[agent.name] = _Entry(agent, target, deps, policy)
 
     def _entry(self, name: str) -> _Entry:
         found = self._agents.get(name)
@@ -134,13 +152,13 @@ class Runtime:
         entry = self._entry(name)
         outer = entry.outer.get(model)
         if outer is None:
-            plain = entry.agent.spec(model)
+            plain = entry.agent.spec(model, policy=entry.policy)
             budget = SharedBudget(
                 self.store.budgets, self._tier_of, plain.effects.model_names, price_of
             )
             outer = (Journal(entry.agent.tools, SideEffects(self.store.ledger)), budget)
             entry.outer[model] = outer
-        return entry.agent.spec(model, outer=outer)
+        return entry.agent.spec(model, outer=outer, policy=entry.policy)
 
     async def aclose_agents(self) -> None:
         """Close the registered agents' model connections (they belong to this loop)."""

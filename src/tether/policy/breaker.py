@@ -5,20 +5,25 @@ within `window` seconds open it. Open, calls fail fast with `CircuitOpen` (a fal
 chain moves on at once) until `cooldown` has passed; then it is half-open and lets
 `probes` calls through: if all succeed it closes, if one fails it opens again.
 
-State lives in a `BreakerStore` (async, so a database can share it between processes);
-`InMemoryBreakerStore` keeps it in this process.
+State lives in a `BreakerStore` (async, so a database can share it between processes):
+`InMemoryBreakerStore` keeps it in this process, `SharedBreakerStore` in the database,
+for every process on it (the durable runtime's default).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Literal, Protocol
 
 from tether.errors import CircuitOpen, ConfigError, ModelError, ToolExecutionError, ToolTimeout
 from tether.messages import CallNext, EffectPolicy
 from tether.policy.clock import SYSTEM_CLOCK, Clock
+from tether.policy.shared import StateRows
 
 __all__ = [
     "Breaker",
@@ -26,6 +31,7 @@ __all__ = [
     "BreakerState",
     "BreakerStore",
     "InMemoryBreakerStore",
+    "SharedBreakerStore",
     "is_availability_failure",
 ]
 
@@ -85,6 +91,26 @@ class _Circuit:
         self.admitted = 0
         self.succeeded = 0
 
+    @classmethod
+    def from_state(cls, state: dict[str, Any], failures: int) -> _Circuit:
+        """A circuit from `to_state`'s JSON form (kept by a shared store)."""
+        circuit = cls(max(failures, len(state.get("failed_at", ()))))
+        circuit.failed_at.extend(state.get("failed_at", ()))
+        circuit.opened_at = state.get("opened_at")
+        circuit.probe_round = state.get("probe_round")
+        circuit.admitted = state.get("admitted", 0)
+        circuit.succeeded = state.get("succeeded", 0)
+        return circuit
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "failed_at": list(self.failed_at),
+            "opened_at": self.opened_at,
+            "probe_round": self.probe_round,
+            "admitted": self.admitted,
+            "succeeded": self.succeeded,
+        }
+
     def open(self, now: float) -> None:
         self.opened_at = now
         self.probe_round = None
@@ -96,6 +122,51 @@ class _Circuit:
         if self.probe_round is None and now - self.opened_at < cfg.cooldown:
             return "open"
         return "half_open"
+
+    def admit(self, now: float, cfg: Breaker) -> float | None:
+        """`BreakerStore.before_call` for this circuit."""
+        if self.opened_at is None:
+            return None
+        if self.probe_round is None:
+            left = self.opened_at + cfg.cooldown - now
+            if left > 0:
+                return left
+            self.probe_round = now
+            self.admitted = self.succeeded = 0
+        elif self.admitted >= cfg.probes:
+            # Every probe is out. One that never reports (its worker died) would hold the
+            # circuit half-open for ever, so a round lasts at most `cooldown`.
+            left = self.probe_round + cfg.cooldown - now
+            if left > 0:
+                return left
+            self.probe_round = now
+            self.admitted = self.succeeded = 0
+        self.admitted += 1
+        return 0.0
+
+    def report(self, ok: bool | None, now: float, cfg: Breaker) -> None:
+        """`BreakerStore.record` for this circuit."""
+        if self.opened_at is None:  # closed
+            if ok is False:
+                failed_at = self.failed_at
+                n = cfg.failures
+                if failed_at.maxlen is not None and failed_at.maxlen < n:
+                    # A shared store, and this config counts more failures than the first.
+                    failed_at = self.failed_at = deque(failed_at, maxlen=n)
+                failed_at.append(now)
+                if len(failed_at) >= n and now - failed_at[-n] <= cfg.window:
+                    self.open(now)
+            return
+        if self.probe_round is None:
+            return  # a call let through before the circuit opened: its news is stale
+        if ok is None:
+            self.admitted = max(0, self.admitted - 1)
+        elif not ok:
+            self.open(now)
+        else:
+            self.succeeded += 1
+            if self.succeeded >= cfg.probes:
+                self.opened_at = self.probe_round = None
 
 
 class InMemoryBreakerStore:
@@ -115,24 +186,7 @@ class InMemoryBreakerStore:
 
     async def before_call(self, key: str, now: float, cfg: Breaker) -> float | None:
         circuit = self._circuits.get(key)
-        if circuit is None or circuit.opened_at is None:
-            return None
-        if circuit.probe_round is None:
-            left = circuit.opened_at + cfg.cooldown - now
-            if left > 0:
-                return left
-            circuit.probe_round = now
-            circuit.admitted = circuit.succeeded = 0
-        elif circuit.admitted >= cfg.probes:
-            # Every probe is out. One that never reports (its worker died) would hold the
-            # circuit half-open for ever, so a round lasts at most `cooldown`.
-            left = circuit.probe_round + cfg.cooldown - now
-            if left > 0:
-                return left
-            circuit.probe_round = now
-            circuit.admitted = circuit.succeeded = 0
-        circuit.admitted += 1
-        return 0.0
+        return None if circuit is None else circuit.admit(now, cfg)
 
     async def record(self, key: str, ok: bool | None, now: float, cfg: Breaker) -> None:
         circuit = self._circuits.get(key)
@@ -140,31 +194,90 @@ class InMemoryBreakerStore:
             if ok is not False:
                 return
             circuit = self._circuits[key] = _Circuit(cfg.failures)
-        if circuit.opened_at is None:  # closed
-            if ok is False:
-                failed_at = circuit.failed_at
-                n = cfg.failures
-                if failed_at.maxlen is not None and failed_at.maxlen < n:
-                    # A shared store, and this config counts more failures than the first.
-                    failed_at = circuit.failed_at = deque(failed_at, maxlen=n)
-                failed_at.append(now)
-                if len(failed_at) >= n and now - failed_at[-n] <= cfg.window:
-                    circuit.open(now)
-            return
-        if circuit.probe_round is None:
-            return  # a call let through before the circuit opened: its news is stale
-        if ok is None:
-            circuit.admitted = max(0, circuit.admitted - 1)
-        elif not ok:
-            circuit.open(now)
-        else:
-            circuit.succeeded += 1
-            if circuit.succeeded >= cfg.probes:
-                circuit.opened_at = circuit.probe_round = None
+        circuit.report(ok, now, cfg)
 
     async def state(self, key: str, now: float, cfg: Breaker) -> BreakerState:
         circuit = self._circuits.get(key)
         return "closed" if circuit is None else circuit.state(now, cfg)
+
+
+class SharedBreakerStore:
+    """Breaker state in a database (`StateRows`), shared by every process on it.
+
+    Time is the database's (see `tether.store.PolicyStates`), not the policy's clock:
+    every process must agree when a circuit opened. A closed circuit is read at most
+    once per `refresh` seconds per key in this process (so the happy path costs no
+    round trip per call); a failure here, or one seen by any process once the read is
+    due, counts at once. Transitions (open, probe, close) are atomic in the database.
+
+    Args:
+        rows: The table, e.g. `tether.store.Store(url).policy_states`.
+        refresh: Seconds a closed circuit is taken as closed without reading it again.
+    """
+
+    __slots__ = ("_closed_until", "_rows", "refresh")
+
+    def __init__(self, rows: StateRows, *, refresh: float = 1.0) -> None:
+        self._rows = rows
+        self.refresh = refresh
+        self._closed_until: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"SharedBreakerStore({self._rows!r}, refresh={self.refresh})"
+
+    async def before_call(self, key: str, now: float, cfg: Breaker) -> float | None:
+        until = self._closed_until.get(key)
+        if until is not None and time.monotonic() < until:
+            return None
+        row = _PREFIX + key
+        state, db_now = await asyncio.to_thread(self._rows.read, row)
+        if state is None or state.get("opened_at") is None:
+            self._closed_until[key] = time.monotonic() + self.refresh
+            return None
+        self._closed_until.pop(key, None)
+        # Open and cooling down, or every probe out: no need to lock to say so.
+        left = _Circuit.from_state(state, cfg.failures).admit(db_now, cfg)
+        if left is None or left > 0:
+            return left
+        return await asyncio.to_thread(self._rows.transact, row, partial(_admit, cfg))
+
+    async def record(self, key: str, ok: bool | None, now: float, cfg: Breaker) -> None:
+        if ok is False:
+            self._closed_until.pop(key, None)
+        await asyncio.to_thread(self._rows.transact, _PREFIX + key, partial(_report, cfg, ok))
+
+    async def state(self, key: str, now: float, cfg: Breaker) -> BreakerState:
+        state, db_now = await asyncio.to_thread(self._rows.read, _PREFIX + key)
+        return (
+            "closed"
+            if state is None
+            else _Circuit.from_state(state, cfg.failures).state(db_now, cfg)
+        )
+
+
+_PREFIX = "breaker:"
+"""The shared store's keys: `breaker:model:<name>`, `breaker:tool:<name>`."""
+
+
+def _admit(cfg: Breaker, state: dict[str, Any] | None, now: float) -> tuple[Any, float | None]:
+    if state is None:
+        return None, None
+    circuit = _Circuit.from_state(state, cfg.failures)
+    answer = circuit.admit(now, cfg)
+    return (circuit.to_state() if answer == 0.0 else None), answer
+
+
+def _report(
+    cfg: Breaker, ok: bool | None, state: dict[str, Any] | None, now: float
+) -> tuple[Any, None]:
+    if state is None:
+        if ok is not False:
+            return None, None
+        circuit = _Circuit(cfg.failures)
+    else:
+        circuit = _Circuit.from_state(state, cfg.failures)
+    circuit.report(ok, now, cfg)
+    return circuit.to_state(), None
 
 
 def _check(name: str, value: object, *, integer: bool) -> None:

@@ -15,19 +15,22 @@ settled amounts while those stay within the worst case; a response that used mor
 charged in full, and the debt delays later calls.
 
 Buckets live in a `RateLimitStore`: in memory by default, shared by every agent built
-with the same `RateLimits`. The store is async so that one in a database can share
-buckets across processes.
+with the same `RateLimits`; `SharedRateLimitStore` keeps them in the database, shared by
+every process on it (the durable runtime's default).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
 from tether.errors import CircuitOpen, ConfigError, RateLimited
 from tether.messages import CallNext, EffectPolicy, ModelEffect, ModelResponse
 from tether.policy.clock import SYSTEM_CLOCK, Clock
+from tether.policy.shared import StateRows
 from tether.policy.tokens import estimate_prompt_tokens
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "InMemoryRateLimitStore",
     "RateLimitStore",
     "RateLimits",
+    "SharedRateLimitStore",
     "UserRateLimit",
 ]
 
@@ -83,6 +87,19 @@ class _Bucket:
             self.stamp = now
         return self.level
 
+    def take(self, amount: float, rate: float, burst: float, now: float) -> float:
+        """`RateLimitStore.acquire` on this bucket."""
+        level = self.refill(now, rate, burst)
+        missing = amount - level
+        if missing <= _EPSILON * burst:
+            self.level = level - amount
+            return 0.0
+        return missing / rate
+
+    def give(self, taken: float, used: float, rate: float, burst: float, now: float) -> None:
+        """`RateLimitStore.settle` on this bucket."""
+        self.level = min(burst, self.refill(now, rate, burst) + taken - used)
+
 
 class InMemoryRateLimitStore:
     """Token buckets in this process (a `RateLimitStore`).
@@ -111,12 +128,7 @@ class InMemoryRateLimitStore:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._add(key, now, rate_per_s, burst)
-        level = bucket.refill(now, rate_per_s, burst)
-        missing = amount - level
-        if missing <= _EPSILON * burst:
-            bucket.level = level - amount
-            return 0.0
-        return missing / rate_per_s
+        return bucket.take(amount, rate_per_s, burst, now)
 
     async def settle(
         self, key: str, taken: float, used: float, rate_per_s: float, burst: float, now: float
@@ -124,8 +136,7 @@ class InMemoryRateLimitStore:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._add(key, now, rate_per_s, burst)
-        level = bucket.refill(now, rate_per_s, burst)
-        bucket.level = min(burst, level + taken - used)
+        bucket.give(taken, used, rate_per_s, burst, now)
 
     def _add(self, key: str, now: float, rate: float, burst: float) -> _Bucket:
         buckets = self._buckets
@@ -137,6 +148,65 @@ class InMemoryRateLimitStore:
             self._prune_at = max(1024, 2 * len(buckets))
         bucket = buckets[key] = _Bucket(burst, now, rate, burst)
         return bucket
+
+
+class SharedRateLimitStore:
+    """Token buckets in a database (`StateRows`), shared by every process on it, so a
+    limit of 500 requests per minute is 500 for all workers together.
+
+    Each acquire and settle is one atomic read-modify-write of the bucket's row, timed
+    by the database's clock (see `tether.store.PolicyStates`), not the policy's.
+
+    Args:
+        rows: The table, e.g. `tether.store.Store(url).policy_states`.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: StateRows) -> None:
+        self._rows = rows
+
+    def __repr__(self) -> str:
+        return f"SharedRateLimitStore({self._rows!r})"
+
+    async def acquire(
+        self, key: str, amount: float, rate_per_s: float, burst: float, now: float
+    ) -> float:
+        change = partial(_acquire, amount, rate_per_s, burst)
+        return await asyncio.to_thread(self._rows.transact, _PREFIX + key, change)
+
+    async def settle(
+        self, key: str, taken: float, used: float, rate_per_s: float, burst: float, now: float
+    ) -> None:
+        change = partial(_settle, taken, used, rate_per_s, burst)
+        await asyncio.to_thread(self._rows.transact, _PREFIX + key, change)
+
+
+_PREFIX = "ratelimit:"
+"""The shared store's keys: `ratelimit:model:<name>:rpm`, `ratelimit:user:<id>:rpm`, ..."""
+
+
+def _bucket_of(state: dict[str, Any] | None, rate: float, burst: float, now: float) -> _Bucket:
+    if state is None:
+        return _Bucket(burst, now, rate, burst)  # a bucket seen for the first time is full
+    return _Bucket(state["level"], state["stamp"], rate, burst)
+
+
+def _acquire(
+    amount: float, rate: float, burst: float, state: dict[str, Any] | None, now: float
+) -> tuple[Any, float]:
+    bucket = _bucket_of(state, rate, burst, now)
+    wait = bucket.take(amount, rate, burst, now)
+    # A refused take changes nothing that the next reader would not work out again.
+    return ({"level": bucket.level, "stamp": bucket.stamp} if wait == 0.0 else None), wait
+
+
+def _settle(
+    taken: float, used: float, rate: float, burst: float, state: dict[str, Any] | None, now: float
+) -> tuple[Any, None]:
+    bucket = _bucket_of(state, rate, burst, now)
+    bucket.give(taken, used, rate, burst, now)
+    return {"level": bucket.level, "stamp": bucket.stamp}, None
 
 
 def _check_limit(name: str, value: object) -> None:

@@ -16,17 +16,18 @@ the tokens are refunded).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tether.errors import ConfigError
 from tether.messages import EffectPolicy
-from tether.policy.breaker import Breaker
+from tether.policy.breaker import Breaker, BreakerStore, InMemoryBreakerStore
 from tether.policy.budget import Budget
 from tether.policy.limits import UsageLimitPolicy, UsageLimits
 from tether.policy.loop_guard import LoopGuard
-from tether.policy.ratelimit import RateLimits
+from tether.policy.ratelimit import InMemoryRateLimitStore, RateLimits, RateLimitStore
 from tether.policy.retry import Retry
 
 __all__ = ["Policy"]
@@ -72,6 +73,20 @@ class Policy:
             raise ConfigError(f"Policy.output_retries must be >= 0, got {self.output_retries}")
         if self.timeout is not None and not self.timeout > 0:
             raise ConfigError(f"Policy.timeout must be > 0 seconds (or None), got {self.timeout}")
+
+    def with_shared_state(self, breakers: BreakerStore, rate_limits: RateLimitStore) -> Policy:
+        """This policy with its circuits and rate-limit buckets kept in `breakers` and
+        `rate_limits` (stores shared between processes) instead of in this process.
+
+        Only state that is in memory moves: a store you chose stays yours.
+        """
+        changes: dict[str, Any] = {}
+        if self.breaker is not None and isinstance(self.breaker.store, InMemoryBreakerStore):
+            changes["breaker"] = dataclasses.replace(self.breaker, store=breakers)
+        limits = self.rate_limits
+        if limits is not None and isinstance(limits.store, InMemoryRateLimitStore):
+            changes["rate_limits"] = dataclasses.replace(limits, store=rate_limits)
+        return dataclasses.replace(self, **changes) if changes else self
 
     def run_layers(self, models: Sequence[str], price: PriceLookup) -> list[EffectPolicy]:
         """The run-level policies, outermost first; `models` are the chain's names."""

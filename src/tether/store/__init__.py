@@ -1,4 +1,5 @@
-"""The store: run records, the side-effect ledger, shared budgets, worker heartbeats.
+"""The store: run records, the side-effect ledger, shared budgets, worker heartbeats,
+shared circuit-breaker and rate-limit state.
 
 One database URL (`TETHER_DATABASE_URL`): a SQLite file by default, PostgreSQL to
 scale out. The durable engine keeps its journal in the same database.
@@ -19,6 +20,7 @@ from tether.store.budgets import Budgets, ScopeUsage
 from tether.store.engine import create_engine, is_sqlite, normalize_url
 from tether.store.ledger import Ledger, LedgerEntry, LedgerStatus
 from tether.store.migrate import upgrade
+from tether.store.policy_states import PolicyStates, State
 from tether.store.runs import FINISHED_STATUSES, RunRecord, Runs
 from tether.store.workers import WorkerRecord, Workers
 
@@ -28,9 +30,11 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "LedgerStatus",
+    "PolicyStates",
     "RunRecord",
     "Runs",
     "ScopeUsage",
+    "State",
     "Store",
     "WorkerRecord",
     "Workers",
@@ -63,6 +67,7 @@ class Store:
         self.ledger = Ledger(engine)
         self.budgets = Budgets(engine)
         self.workers = Workers(engine)
+        self.policy_states = PolicyStates(engine)
 
     def close(self) -> None:
         """Close the store's connections (if it opened them)."""

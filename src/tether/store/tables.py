@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["budget_holds", "budgets", "ledger", "metadata", "runs", "workers"]
+__all__ = [
+    "budget_holds",
+    "budgets",
+    "ledger",
+    "metadata",
+    "policy_states",
+    "runs",
+    "workers",
+]
 
 metadata = sa.MetaData()
 
@@ -124,4 +132,18 @@ workers = sa.Table(
     sa.Column("heartbeat_at", sa.Float, nullable=False),
     sa.Column("reaped_by", sa.String(200)),
     sa.Column("reaped_at", sa.Float),
+)
+
+policy_states = sa.Table(
+    "tether_policy_states",
+    metadata,
+    sa.Column(
+        "key",
+        sa.String(400),
+        primary_key=True,
+        comment="breaker:<target> (a circuit) or ratelimit:<bucket> (a token bucket)",
+    ),
+    sa.Column("state", sa.Text, comment="JSON; NULL for a key seen but never written"),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_tether_policy_states_updated_at", "updated_at"),
 )
