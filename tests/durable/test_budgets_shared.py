@@ -32,9 +32,9 @@ from tests.databases import BACKENDS, open_database, sqlite_url
 from tests.durable.agents import budgeted
 from tether import Agent
 from tether.durable import Runtime
-from tether.durable.budget import SharedBudget
-from tether.errors import BudgetExceeded
-from tether.messages import ModelRequest, ModelSettings, Usage
+from tether.durable.budget import SharedBudget, Tiers
+from tether.errors import BudgetExceeded, ConfigError
+from tether.messages import ModelRequest, ModelSettings, RunState, Usage
 from tether.policy import Policy
 from tether.settings import Settings, TierBudget
 from tether.store import Store
@@ -274,6 +274,26 @@ async def test_a_call_is_not_shrunk_while_the_budget_covers_all_of_it(
     assert spender.asked == [budgeted.MAX_TOKENS]
 
 
+async def test_a_call_asking_less_than_min_output_tokens_goes_while_it_fits(
+    runtime_for: Callable[[float], Runtime], spender: _Spender
+) -> None:
+    limit = 0.01
+    runtime = runtime_for(limit)
+    brief = Agent(
+        model=spender.model,
+        model_settings=ModelSettings(max_tokens=MIN_OUTPUT // 2),
+        policy=Policy(retry=None, breaker=None),
+        name="brief",
+    )
+    runtime.register(brief)
+    _spend_beforehand(runtime, "eve", limit, limit - MIN_OUTPUT * PRICE)  # room for 256
+
+    result = await runtime.run("brief", "hi", user="eve")
+
+    assert result.status == "completed"
+    assert spender.asked == [MIN_OUTPUT // 2]  # not refused, and not shrunk
+
+
 async def test_a_run_is_refused_only_when_not_even_min_output_tokens_fit(
     runtime_for: Callable[[float], Runtime], spender: _Spender
 ) -> None:
@@ -389,3 +409,24 @@ async def test_a_crashed_calls_hold_is_released_when_its_run_is_recovered(tmp_pa
     assert usage is not None
     assert usage[1] == pytest.approx(0.0, abs=TOLERANCE)  # the dead call's hold is gone
     assert usage[2] == pytest.approx(RUN_COST)  # and the call made again was paid once
+
+
+def test_tiers_map_tenants_to_limits_and_name_a_missing_tier() -> None:
+    settings = Settings(
+        budget_tiers={"free": TierBudget(run_usd=0.1), "pro": TierBudget(user_day_usd=50)},
+        tenant_tiers={"acme": "pro", "typo": "prro"},
+        default_tier="free",
+    )
+    tiers = Tiers(settings)
+    assert (tiers.name_of("acme"), tiers.name_of("other"), tiers.name_of(None)) == (
+        "pro",
+        "free",
+        "free",
+    )
+    assert tiers.budget_of(RunState(run_id="r", agent="a", tenant="acme")) == TierBudget(
+        user_day_usd=50
+    )
+    assert tiers.budget_of(RunState(run_id="r", agent="a")) == TierBudget(run_usd=0.1)
+    with pytest.raises(ConfigError, match=r"tier 'prro' has no budget.*tiers: free, pro"):
+        tiers.budget_of(RunState(run_id="r", agent="a", tenant="typo"))
+    assert Tiers(Settings()).budget_of(RunState(run_id="r", agent="a")) is None

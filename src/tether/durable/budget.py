@@ -18,18 +18,52 @@ import time
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from tether.errors import BudgetExceeded
+from tether.errors import BudgetExceeded, ConfigError
 from tether.messages import CallNext, ModelEffect, ModelResponse, RunState
 from tether.models import cost_of
 from tether.policy.budget import TokenPrice
 from tether.policy.tokens import estimate_prompt_tokens
-from tether.settings import TierBudget
+from tether.settings import Settings, TierBudget
 from tether.store import Budgets
 
-__all__ = ["SharedBudget", "scopes_for"]
+__all__ = ["SharedBudget", "Tiers", "scopes_for"]
 
 _ATTEMPTS = 5
 """Reservations retried when another process took what was left in between."""
+
+
+class Tiers:
+    """Which spending tier a run is on, and that tier's limits, from the settings
+    (`TETHER_TENANT_TIERS`, `TETHER_DEFAULT_TIER`, `TETHER_BUDGET_TIERS`)."""
+
+    __slots__ = ("_settings",)
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def name_of(self, tenant: str | None) -> str | None:
+        """The tier of `tenant`'s runs (the default tier for no tenant or no mapping)."""
+        settings = self._settings
+        if tenant is not None and tenant in settings.tenant_tiers:
+            return settings.tenant_tiers[tenant]
+        return settings.default_tier
+
+    def budget_of(self, run: RunState) -> TierBudget | None:
+        """The limits `run` spends against (None: its tier, if any, sets none).
+
+        Raises:
+            ConfigError: the run's tier is not in `TETHER_BUDGET_TIERS`.
+        """
+        name = self.name_of(run.tenant)
+        if name is None:
+            return None
+        tier = self._settings.budget_tiers.get(name)
+        if tier is None:
+            raise ConfigError(
+                f"tier {name!r} has no budget in TETHER_BUDGET_TIERS (tiers: "
+                f"{', '.join(sorted(self._settings.budget_tiers)) or 'none'})"
+            )
+        return tier
 
 
 def scopes_for(
@@ -89,11 +123,15 @@ class SharedBudget:
         request = effect.request
         asked = request.settings.max_tokens or self._default_max_tokens
         prompt = estimate_prompt_tokens(request, run)
-        hold: str | None = None
-        for _ in range(_ATTEMPTS):
+        # The common case is one transaction: the whole worst case fits. Only when it
+        # does not is what is left read, to shrink max_tokens to what fits.
+        fits = asked
+        worst = (prompt * self._input + asked * self._output) / 1e6
+        hold = await asyncio.to_thread(self._budgets.reserve, run.run_id, limits, worst)
+        for _ in range(_ATTEMPTS if hold is None else 0):
             left = await asyncio.to_thread(self._budgets.left, limits)
             fits = self._fitting(left, prompt, asked)
-            if fits < self.min_output_tokens:
+            if fits < min(asked, self.min_output_tokens):
                 raise BudgetExceeded(self._refusal(limits, left, prompt))
             worst = (prompt * self._input + fits * self._output) / 1e6
             hold = await asyncio.to_thread(self._budgets.reserve, run.run_id, limits, worst)

@@ -30,19 +30,19 @@ from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID, WorkflowHandleAsyn
 from dbos._error import DBOSNonExistentWorkflowError
 
 from tether.durable import recovery, workflow
-from tether.durable.budget import SharedBudget
+from tether.durable.budget import SharedBudget, Tiers
 from tether.durable.dbos_logs import dbos_logs_to_current_stderr
 from tether.durable.heartbeat import Heartbeat
 from tether.durable.side_effects import SideEffects
 from tether.durable.steps import Journal
 from tether.errors import ConfigError
 from tether.loop import RunSpec, Sink
-from tether.messages import EffectPolicy, RunResult, RunState
+from tether.messages import EffectPolicy, RunResult
 from tether.models import price_of
 from tether.policy import Policy
 from tether.policy.breaker import SharedBreakerStore
 from tether.policy.ratelimit import SharedRateLimitStore
-from tether.settings import Settings, TierBudget, get_settings
+from tether.settings import Settings, get_settings
 from tether.store import LedgerEntry, Store, create_engine
 from tether.tools import ToolSet
 
@@ -102,6 +102,7 @@ class Runtime:
             executor_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         )
         self.store = Store(self.database_url)
+        self.tiers = Tiers(self.settings)
         if shared_policy_state is None:
             shared_policy_state = self.settings.shared_policy_state
         self._shared: tuple[SharedBreakerStore, SharedRateLimitStore] | None = None
@@ -154,7 +155,7 @@ class Runtime:
         if outer is None:
             plain = entry.agent.spec(model, policy=entry.policy)
             budget = SharedBudget(
-                self.store.budgets, self._tier_of, plain.effects.model_names, price_of
+                self.store.budgets, self.tiers.budget_of, plain.effects.model_names, price_of
             )
             outer = (Journal(entry.agent.tools, SideEffects(self.store.ledger)), budget)
             entry.outer[model] = outer
@@ -169,27 +170,6 @@ class Runtime:
     def deps_of(self, name: str) -> Any:
         """What agent `name`'s tools get as `ctx.deps` here."""
         return self._entry(name).deps
-
-    # -- tiers ------------------------------------------------------------------------------
-
-    def tier_name(self, tenant: str | None) -> str | None:
-        """The tier of `tenant`'s runs (the default tier for no tenant or no mapping)."""
-        settings = self.settings
-        if tenant is not None and tenant in settings.tenant_tiers:
-            return settings.tenant_tiers[tenant]
-        return settings.default_tier
-
-    def _tier_of(self, run: RunState) -> TierBudget | None:
-        name = self.tier_name(run.tenant)
-        if name is None:
-            return None
-        tier = self.settings.budget_tiers.get(name)
-        if tier is None:
-            raise ConfigError(
-                f"tier {name!r} has no budget in TETHER_BUDGET_TIERS (tiers: "
-                f"{', '.join(sorted(self.settings.budget_tiers)) or 'none'})"
-            )
-        return tier
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -318,7 +298,7 @@ class Runtime:
             status="queued",
             user_id=user,
             tenant=tenant,
-            tier=self.tier_name(tenant),
+            tier=self.tiers.name_of(tenant),
             model=self.durable_spec(agent, model).model_name,
             target=options["target"],
         )
@@ -383,7 +363,7 @@ class Runtime:
             status="queued",
             user_id=user,
             tenant=tenant,
-            tier=self.tier_name(tenant),
+            tier=self.tiers.name_of(tenant),
             target=options["target"],
         )
         try:

@@ -88,7 +88,7 @@ def _start(
         status="running",
         user_id=options.get("user"),
         tenant=options.get("tenant"),
-        tier=runtime.tier_name(options.get("tenant")),
+        tier=runtime.tiers.name_of(options.get("tenant")),
         model=model,
         target=options.get("target"),
     )
