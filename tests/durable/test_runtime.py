@@ -586,6 +586,27 @@ async def test_forget_deletes_old_ended_runs_and_keeps_recent_ones(runtime: Runt
     assert runtime.forget(86400) == []
 
 
+async def test_forget_prunes_policy_state_idle_as_long_and_a_day_at_least(
+    runtime: Runtime,
+) -> None:
+    states = runtime.store.policy_states
+    for key in ("breaker:model:idle", "breaker:model:busy", "ratelimit:user:gone:rpm"):
+        states.transact(key, lambda state, now: ({"n": 1}, None))
+    with runtime.store.engine.begin() as connection:
+        for key, idle_days in (("breaker:model:idle", 3), ("ratelimit:user:gone:rpm", 1.5)):
+            connection.execute(
+                sa.update(tables.policy_states)
+                .where(tables.policy_states.c.key == key)
+                .values(updated_at=time.time() - idle_days * 86400)
+            )
+    runtime.forget(3600, dry_run=True)
+    assert len(states.keys()) == 3  # a dry run deletes nothing
+    runtime.forget(2 * 86400)
+    assert states.keys() == ["breaker:model:busy", "ratelimit:user:gone:rpm"]
+    runtime.forget(3600)  # an hour asked, a day kept
+    assert states.keys() == ["breaker:model:busy"]
+
+
 # --- replay ------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.databases import BACKENDS, open_database
 from tests.policy.test_breaker import Next, model_effect
-from tether.errors import CircuitOpen, ModelHTTPError, RateLimited
+from tether.errors import CircuitOpen, ConfigError, ModelHTTPError, RateLimited
 from tether.policy import Breaker, RateLimits
 from tether.policy.breaker import InMemoryBreakerStore, SharedBreakerStore
 from tether.policy.ratelimit import InMemoryRateLimitStore, SharedRateLimitStore
@@ -154,6 +154,12 @@ async def test_a_closed_circuit_is_read_once_per_refresh(store: Store) -> None:
         await policy(model_effect(), Next(ModelHTTPError("down", status_code=500, retryable=True)))
     await policy(model_effect(), answering)
     assert len(reads) == 3
+
+
+@pytest.mark.parametrize("refresh", [-1.0, float("nan"), float("inf")])
+def test_a_refresh_must_be_finite_and_not_negative(refresh: float) -> None:
+    with pytest.raises(ConfigError, match="refresh must be finite seconds >= 0"):
+        SharedBreakerStore(PolicyStates.__new__(PolicyStates), refresh=refresh)
 
 
 PROCESSES = 4

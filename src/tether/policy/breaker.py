@@ -218,6 +218,10 @@ class SharedBreakerStore:
     __slots__ = ("_closed_until", "_rows", "refresh")
 
     def __init__(self, rows: StateRows, *, refresh: float = 1.0) -> None:
+        if not (isinstance(refresh, int | float) and math.isfinite(refresh) and refresh >= 0):
+            raise ConfigError(
+                f"SharedBreakerStore.refresh must be finite seconds >= 0, got {refresh!r}"
+            )
         self._rows = rows
         self.refresh = refresh
         self._closed_until: dict[str, float] = {}
