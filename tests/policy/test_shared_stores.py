@@ -6,11 +6,9 @@ several processes at once."""
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import queue
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 
 from tests.databases import BACKENDS, open_database
 from tests.policy.test_breaker import Next, model_effect
+from tests.processes import together
 from tether.errors import CircuitOpen, ConfigError, ModelHTTPError, RateLimited
 from tether.policy import Breaker, RateLimits
 from tether.policy.breaker import InMemoryBreakerStore, SharedBreakerStore
@@ -166,8 +165,8 @@ PROCESSES = 4
 RPM = 30
 
 
-def _call_until_limited(url: str, index: int, barrier: Any, results: Any) -> None:
-    """A spawned process: call through a shared 30 rpm limit until the first refusal."""
+def _call_until_limited(url: str, index: int, ready: Callable[[], None]) -> int:
+    """A process: call through a shared 30 rpm limit until the first refusal."""
 
     async def main() -> int:
         store = Store(url)
@@ -179,7 +178,7 @@ def _call_until_limited(url: str, index: int, barrier: Any, results: Any) -> Non
             )
             policy, answering = limits.for_model("openai:gpt-x"), Next()
             assert policy is not None
-            barrier.wait(timeout=120)
+            ready()
             while True:
                 try:
                     await policy(model_effect(), answering)
@@ -188,41 +187,13 @@ def _call_until_limited(url: str, index: int, barrier: Any, results: Any) -> Non
         finally:
             store.close()
 
-    try:
-        results.put((index, asyncio.run(main()), ""))
-    except BaseException as exc:
-        results.put((index, -1, f"{type(exc).__name__}: {exc}"))
+    return asyncio.run(main())
 
 
 def test_processes_share_one_rate_limit(database_url: str, store: Store) -> None:
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    processes = [
-        context.Process(target=_call_until_limited, args=(database_url, i, barrier, results))
-        for i in range(PROCESSES)
-    ]
     started = time.monotonic()
-    for process in processes:
-        process.start()
-    granted: list[int] = []
-    errors: list[str] = []
-    try:
-        for _ in processes:
-            _index, calls, error = results.get(timeout=240)
-            granted.append(calls)
-            if error:
-                errors.append(error)
-    except queue.Empty:
-        errors.append("a process reported nothing")
-    finally:
-        for process in processes:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
-                process.join()
+    granted = together(_call_until_limited, database_url, PROCESSES).values()
     elapsed = time.monotonic() - started
-    assert errors == []
     # All of them together: one full bucket, plus what refilled meanwhile (30 a minute).
     assert RPM <= sum(granted) <= RPM + elapsed * RPM / 60 + 1
     assert store.policy_states.keys("ratelimit:") == ["ratelimit:model:openai:gpt-x:rpm"]

@@ -4,14 +4,13 @@ several processes at once), settled into spend, released when a run is recovered
 from __future__ import annotations
 
 import math
-import multiprocessing
-import queue
 import threading
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
 
+from tests.processes import together
 from tether.store import ScopeUsage, Store
 from tether.store.tables import budget_holds
 
@@ -165,52 +164,24 @@ SHARED_LIMIT = 5.0
 AMOUNT = 0.07  # 71 fit in 5.0 (not a whole multiple: float sums must not squeeze a 72nd)
 
 
-def _reserve_until_refused(url: str, index: int, barrier: Any, results: Any) -> None:
-    """A spawned process: reserve `AMOUNT` against the shared scope until refused."""
+def _reserve_until_refused(url: str, index: int, ready: Callable[[], None]) -> int:
+    """A process: reserve `AMOUNT` against the shared scope until refused."""
+    store = Store(url)
     try:
-        store = Store(url)
-        try:
-            barrier.wait(timeout=120)
-            granted = 0
-            limits = {SHARED_SCOPE: SHARED_LIMIT, f"run:p{index}": 100.0}
-            while store.budgets.reserve(f"p{index}", limits, AMOUNT) is not None:
-                granted += 1
-        finally:
-            store.close()
-        results.put((index, granted, ""))
-    except BaseException as exc:
-        results.put((index, -1, f"{type(exc).__name__}: {exc}"))
+        ready()
+        granted = 0
+        limits = {SHARED_SCOPE: SHARED_LIMIT, f"run:p{index}": 100.0}
+        while store.budgets.reserve(f"p{index}", limits, AMOUNT) is not None:
+            granted += 1
+        return granted
+    finally:
+        store.close()
 
 
 def test_concurrent_processes_never_reserve_past_the_limit(
     database_url: str, store: Store, engine: sa.Engine
 ) -> None:
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    processes = [
-        context.Process(target=_reserve_until_refused, args=(database_url, i, barrier, results))
-        for i in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    outcomes: dict[int, int] = {}
-    errors: list[str] = []
-    try:
-        for _ in processes:
-            index, granted, error = results.get(timeout=240)
-            outcomes[index] = granted
-            if error:
-                errors.append(error)
-    except queue.Empty:
-        errors.append("a process reported nothing")
-    finally:
-        for process in processes:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    assert errors == []
+    outcomes: dict[int, int] = together(_reserve_until_refused, database_url, PROCESSES)
 
     fits = math.floor(SHARED_LIMIT / AMOUNT)
     assert fits == 71

@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import tether.store.migrate
+from tests.processes import together
 from tether.store import create_engine, upgrade
 from tether.store.tables import metadata
 
@@ -118,18 +118,42 @@ def test_upgrade_leaves_other_tables_alone(database_url: str) -> None:
         engine.dispose()
 
 
+def test_a_database_at_an_earlier_revision_is_migrated_with_its_rows(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        config = tether.store.migrate._config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")  # as the first release left it
+            connection.execute(
+                sa.text(
+                    "INSERT INTO tether_runs (run_id, agent, status, prompt, created_at) "
+                    "VALUES ('r-1', 'a', 'completed', 'hi', 1.0)"
+                )
+            )
+        assert "tether_policy_states" not in sa.inspect(engine).get_table_names()
+        upgrade(engine)
+        assert _versions(engine) == [HEAD]
+        assert "tether_policy_states" in sa.inspect(engine).get_table_names()
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT run_id, status FROM tether_runs")).all()
+        assert [tuple(row) for row in rows] == [("r-1", "completed")]
+    finally:
+        engine.dispose()
+
+
 # -- many processes at once --------------------------------------------------------------
 
 PROCESSES = 4
 
 
-def _migrate_in_process(url: str, barrier: Any, results: Any) -> None:
-    """A spawned process: open its own engine, wait for the others, migrate."""
+def _migrate_in_process(url: str, index: int, ready: Callable[[], None]) -> None:
+    """A process: open its own engine, wait for the others, migrate."""
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))  # connected before the race starts
-        barrier.wait(timeout=120)
+        ready()
         upgrade(engine)
         with engine.begin() as connection:
             connection.execute(
@@ -138,39 +162,14 @@ def _migrate_in_process(url: str, barrier: Any, results: Any) -> None:
                     "(executor_id, host, pid, kind, status, started_at, heartbeat_at) "
                     "VALUES (:id, 'h', 1, 'worker', 'alive', 1.0, 1.0)"
                 ),
-                {"id": f"w{multiprocessing.current_process().pid}"},
+                {"id": f"w{index}"},
             )
-        results.put(("ok", ""))
-    except BaseException as exc:
-        results.put(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         engine.dispose()
 
 
 def test_concurrent_processes_migrate_a_fresh_database_once(database_url: str) -> None:
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    processes = [
-        context.Process(target=_migrate_in_process, args=(database_url, barrier, results))
-        for _ in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    outcomes = []
-    try:
-        for _ in processes:
-            outcomes.append(results.get(timeout=240))
-    except queue.Empty:
-        outcomes.append(("error", "a process reported nothing"))
-    finally:
-        for process in processes:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    assert outcomes == [("ok", "")] * PROCESSES
-    assert [process.exitcode for process in processes] == [0] * PROCESSES
+    together(_migrate_in_process, database_url, PROCESSES)
 
     engine = create_engine(database_url)
     try:

@@ -3,14 +3,14 @@ timed by the database's clock; listed and pruned for operators."""
 
 from __future__ import annotations
 
-import multiprocessing
-import queue
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from tests.processes import together
 from tether.store import PolicyStates, Store
 from tether.store.tables import policy_states
 
@@ -101,47 +101,18 @@ PROCESSES = 4
 INCREMENTS = 40
 
 
-def _increment(url: str, index: int, barrier: Any, results: Any) -> None:
-    """A spawned process: add one to a shared counter `INCREMENTS` times."""
+def _increment(url: str, index: int, ready: Callable[[], None]) -> list[int]:
+    """A process: add one to a shared counter `INCREMENTS` times."""
+    store = Store(url)
     try:
-        store = Store(url)
-        try:
-            barrier.wait(timeout=120)
-            answers = [store.policy_states.transact("counter", _count) for _ in range(INCREMENTS)]
-        finally:
-            store.close()
-        results.put((index, answers, ""))
-    except BaseException as exc:
-        results.put((index, [], f"{type(exc).__name__}: {exc}"))
+        ready()
+        return [store.policy_states.transact("counter", _count) for _ in range(INCREMENTS)]
+    finally:
+        store.close()
 
 
 def test_concurrent_processes_never_lose_an_update(database_url: str, store: Store) -> None:
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    processes = [
-        context.Process(target=_increment, args=(database_url, i, barrier, results))
-        for i in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    answers: list[int] = []
-    errors: list[str] = []
-    try:
-        for _ in processes:
-            _index, seen, error = results.get(timeout=240)
-            answers.extend(seen)
-            if error:
-                errors.append(error)
-    except queue.Empty:
-        errors.append("a process reported nothing")
-    finally:
-        for process in processes:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    assert errors == []
+    answers = [n for seen in together(_increment, database_url, PROCESSES).values() for n in seen]
     total = PROCESSES * INCREMENTS
     # Every increment saw a distinct count: none read a state another was changing.
     assert sorted(answers) == list(range(1, total + 1))
