@@ -39,9 +39,7 @@ from tether.errors import ConfigError
 from tether.loop import RunSpec, Sink
 from tether.messages import EffectPolicy, RunResult
 from tether.models import price_of
-from tether.policy import Policy
-from tether.policy.breaker import SharedBreakerStore
-from tether.policy.ratelimit import SharedRateLimitStore
+from tether.policy import Policy, SharedBreakerStore, SharedRateLimitStore
 from tether.settings import Settings, get_settings
 from tether.store import LedgerEntry, Store, create_engine
 from tether.tools import ToolSet

@@ -1,7 +1,9 @@
 """Policies: small objects applied to every effect through the seam, and their config."""
 
 from tether.policy.breaker import Breaker
+from tether.policy.buckets import SharedRateLimitStore
 from tether.policy.budget import Budget
+from tether.policy.circuits import SharedBreakerStore
 from tether.policy.clock import SYSTEM_CLOCK, Clock, SystemClock
 from tether.policy.limits import UsageLimitPolicy, UsageLimits
 from tether.policy.loop_guard import LoopGuard
@@ -18,6 +20,8 @@ __all__ = [
     "Policy",
     "RateLimits",
     "Retry",
+    "SharedBreakerStore",
+    "SharedRateLimitStore",
     "SystemClock",
     "UsageLimitPolicy",
     "UsageLimits",

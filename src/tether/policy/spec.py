@@ -23,11 +23,13 @@ from typing import Any
 
 from tether.errors import ConfigError
 from tether.messages import EffectPolicy
-from tether.policy.breaker import Breaker, BreakerStore, InMemoryBreakerStore
+from tether.policy.breaker import Breaker
+from tether.policy.buckets import InMemoryRateLimitStore, RateLimitStore
 from tether.policy.budget import Budget
+from tether.policy.circuits import BreakerStore, InMemoryBreakerStore
 from tether.policy.limits import UsageLimitPolicy, UsageLimits
 from tether.policy.loop_guard import LoopGuard
-from tether.policy.ratelimit import InMemoryRateLimitStore, RateLimits, RateLimitStore
+from tether.policy.ratelimit import RateLimits
 from tether.policy.retry import Retry
 
 __all__ = ["Policy"]
