@@ -354,8 +354,10 @@ def test_requests_never_exceed_the_bound_in_any_window(
     times = asyncio.run(scenario())
     assert window_bound_holds([(t, 1.0) for t in times], per_minute)
     assert all(wait is not None and wait > 0 for wait in refusals)
-    if max_wait == 600.0:
-        assert len(times) == len(arrivals)  # all served in the end
+    # All served in the end when even arriving at once the last waits less than
+    # max_wait: a full bucket at once, then one every 60 / per_minute seconds.
+    if max_wait == 600.0 and len(arrivals) < per_minute * (1 + max_wait / 60):
+        assert len(times) == len(arrivals)
 
 
 @settings(max_examples=150, deadline=None)
