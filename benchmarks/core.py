@@ -90,8 +90,11 @@ class BenchModel(Model):
     an answer, read off the conversation length. It records nothing (unlike the testing
     models, which keep every request), so memory figures are the runtime's own.
 
-    Fresh responses are built the way `ScriptedModel` builds them; with `reuse`, each
-    step's response is built once and shared by every run (no model work at all).
+    Fresh responses are built as an adapter without tether's `construct` builds them
+    (validated tool calls; `model_construct` for the message and the response, each with
+    a fields-set of its own), so a good part of what a live run holds for the collector
+    is the model's; with `reuse`, each step's response is built once and shared by
+    every run (no model work at all).
     """
 
     def __init__(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
+import uuid
+import weakref
 from dataclasses import dataclass
 
 import pytest
@@ -20,14 +23,19 @@ from tether import (
     tool,
 )
 from tether.errors import ModelRateLimited
+from tether.loop import run_loop
 from tether.messages import (
     AssistantMessage,
     ModelRequest,
+    ModelResponse,
     SystemMessage,
+    TextPart,
+    ToolCall,
     ToolResult,
     Usage,
     UserMessage,
 )
+from tether.models import Model
 from tether.models.pricing import cost_of
 from tether.testing import FunctionModel, ScriptedModel, call, calls, raise_error, reply
 
@@ -448,6 +456,71 @@ class TestInputs:
         result = await Agent(model=model, tools=[add]).run("go")
         assert result.output == "The answer is 42"
         assert len(model.requests) == 2
+
+
+class TestWhatARunKeeps:
+    """With thousands of runs in flight, each object a run keeps is work for the
+    garbage collector; these pin down what it must and must not keep."""
+
+    async def test_each_request_keeps_the_conversation_it_was_sent(self) -> None:
+        model = ScriptedModel([call("add", a=1, b=2), call("add", a=3, b=4), reply("done")])
+        result = await Agent(model=model, tools=[add]).run("go")
+        assert [len(r.messages) for r in model.requests] == [1, 3, 5]
+        result.messages.append(UserMessage(content="later"))
+        assert [len(r.messages) for r in model.requests] == [1, 3, 5]
+
+    async def test_no_response_is_kept_past_its_step(self) -> None:
+        sent: list[weakref.ref[ModelResponse]] = []
+        alive: list[int] = []
+
+        class Weak(Model):
+            name = "test:weak"
+
+            async def request(self, request: ModelRequest) -> ModelResponse:
+                alive.append(sum(ref() is not None for ref in sent))
+                part = ToolCall(id=f"c{len(sent)}", name="add", arguments='{"a": 1, "b": 2}')
+                response = ModelResponse(
+                    message=AssistantMessage(
+                        parts=[part] if len(sent) < 2 else [TextPart(text="3")]
+                    )
+                )
+                sent.append(weakref.ref(response))
+                return response
+
+        result = await Agent(model=Weak(), tools=[add]).run("go")
+        assert result.output == "3"
+        assert alive == [0, 0, 0]  # its message is in the history; the response itself is gone
+
+    async def test_the_messages_it_keeps_share_their_fields_sets(self) -> None:
+        def respond(request: ModelRequest) -> ModelResponse:
+            done = len(request.messages) > 3
+            part = (
+                TextPart(text="done")
+                if done
+                else ToolCall(id=f"c{len(request.messages)}", name="add", arguments="{}")
+            )
+            return ModelResponse(message=AssistantMessage(parts=[part]))
+
+        result = await Agent(model=FunctionModel(respond), tools=[add]).run("go")
+        first, second = [m for m in result.messages if isinstance(m, AssistantMessage)][:2]
+        assert first.model_fields_set is second.model_fields_set
+        assert first.parts[0].model_fields_set is second.parts[0].model_fields_set
+
+    async def test_run_ids_are_random_uuid4_hex(self) -> None:
+        agent = Agent(model=ScriptedModel([reply("a"), reply("b")]))
+        ids = [(await agent.run("x")).run_id for _ in range(2)]
+        assert ids[0] != ids[1]
+        for run_id in ids:
+            parsed = uuid.UUID(hex=run_id)
+            assert (parsed.hex, parsed.version, parsed.variant) == (run_id, 4, uuid.RFC_4122)
+
+    async def test_run_loop_hands_back_the_runs_coroutine(self) -> None:
+        model = ScriptedModel([reply("done")])
+        pending = run_loop(Agent(model=model).spec(), "go", run_id="r-1")
+        assert inspect.iscoroutine(pending)
+        assert model.requests == []  # nothing runs until it is awaited
+        result = await pending
+        assert (result.output, result.run_id) == ("done", "r-1")
 
 
 def test_run_sync() -> None:

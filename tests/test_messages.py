@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from tether import Agent, RunResult, Usage, tool
 from tether.messages import (
@@ -19,6 +19,7 @@ from tether.messages import (
     ToolResult,
     UserMessage,
     construct,
+    share_fields_sets,
 )
 from tether.testing import ScriptedModel, call, calls, reply
 
@@ -215,3 +216,48 @@ class TestConstruct:
         b = a.model_copy(update={"requests": 3})
         assert (a.requests, b.requests) == (0, 3)
         assert a.model_fields_set == set(Usage.model_fields)
+
+
+class TestShareFieldsSets:
+    """A run keeps every message it receives; equal fields-sets become one object."""
+
+    def message(self, call_id: str) -> AssistantMessage:
+        # Built as an adapter builds one: validated, each object with a set of its own.
+        return AssistantMessage(
+            parts=[TextPart(text="a"), ToolCall(id=call_id, name="t", arguments="{}")]
+        )
+
+    def test_equal_sets_become_one_and_say_the_same(self) -> None:
+        first, second = self.message("c1"), self.message("c2")
+        before = [(m.model_fields_set, m.model_dump(exclude_unset=True)) for m in (first, second)]
+        assert first.model_fields_set is not second.model_fields_set
+        share_fields_sets(first)
+        share_fields_sets(second)
+        assert first.model_fields_set is second.model_fields_set
+        assert first.parts[1].model_fields_set is second.parts[1].model_fields_set
+        after = [(m.model_fields_set, m.model_dump(exclude_unset=True)) for m in (first, second)]
+        assert after == before
+
+    def test_different_sets_stay_apart(self) -> None:
+        full = AssistantMessage(role="assistant", parts=[])
+        share_fields_sets(self.message("c1"))
+        share_fields_sets(full)
+        assert full.model_fields_set == {"role", "parts"}
+
+    def test_a_copy_gets_its_own(self) -> None:
+        first, second = self.message("c1"), self.message("c2")
+        share_fields_sets(first)
+        share_fields_sets(second)
+        copied = first.parts[1].model_copy(update={"arguments": "{}"})
+        assert copied.model_fields_set is not first.parts[1].model_fields_set
+        assert second.parts[1].model_fields_set == {"id", "name", "arguments"}
+
+    def test_models_that_are_not_frozen_keep_their_own(self) -> None:
+        class Loose(TextPart):
+            model_config = ConfigDict(frozen=False)
+
+        first, second = Loose(text="a"), Loose(text="b")
+        share_fields_sets(AssistantMessage.model_construct(parts=[first, second]))
+        assert first.model_fields_set is not second.model_fields_set
+        first.text = "changed"
+        assert second.model_fields_set == {"text"}

@@ -91,15 +91,7 @@ class Effects:
             tiers[0][1] if len(tiers) == 1 else _ModelChain(tiers, fallback_on).__call__
         )
         self.model: CallNext = compose(self.policies, "model", inner)
-        self._tool_chains = {
-            tool.name: _ToolChain(
-                [
-                    (t, compose(tool_layers(t), "tool", functools.partial(_execute, t)))
-                    for t in (tool, *tool.fallbacks)
-                ]
-            )
-            for tool in tools
-        }
+        self._tool_chains = {tool.name: _tool_chain(tool, tool_layers) for tool in tools}
         self.tool: CallNext = compose(self.policies, "tool", self._dispatch_tool)
 
     @property
@@ -179,6 +171,29 @@ class _ModelChain:
         raise last
 
 
+def _tool_chain(tool: Tool, layers: ToolLayers) -> CallNext:
+    """How calls to `tool` run: through its own policies, then its fallbacks if any."""
+    tiers = [
+        (t, compose(layers(t), "tool", functools.partial(_execute, t)))
+        for t in (tool, *tool.fallbacks)
+    ]
+    if len(tiers) > 1:
+        return _ToolChain(tiers)
+    handler = tiers[0][1]
+    if isinstance(handler, functools.partial) and handler.func is _execute:
+        return handler  # no policy of its own, so no open circuit to catch: no frame
+    return functools.partial(_only, tool, handler)
+
+
+async def _only(tool: Tool, handler: CallNext, effect: ToolEffect) -> ToolResult:
+    """A tool without fallbacks: an open circuit gives the model a `degraded` result."""
+    try:
+        result: ToolResult = await handler(effect)
+    except CircuitOpen as exc:
+        return _degraded(effect, [f"{tool.name}: {_describe(exc)}"])
+    return result
+
+
 class _ToolChain:
     """A tool and its fallbacks: the first that can serve does; else a `degraded` result."""
 
@@ -187,20 +202,7 @@ class _ToolChain:
     def __init__(self, tiers: list[tuple[Tool, CallNext]]) -> None:
         self.tiers = tiers
 
-    def __call__(self, effect: ToolEffect) -> Awaitable[ToolResult]:
-        if len(self.tiers) == 1:
-            tool, handler = self.tiers[0]
-            return self._only(tool, handler, effect)
-        return self._chain(effect)
-
-    async def _only(self, tool: Tool, handler: CallNext, effect: ToolEffect) -> ToolResult:
-        try:
-            result: ToolResult = await handler(effect)
-        except CircuitOpen as exc:
-            return _degraded(effect, [f"{tool.name}: {_describe(exc)}"])
-        return result
-
-    async def _chain(self, effect: ToolEffect) -> ToolResult:
+    async def __call__(self, effect: ToolEffect) -> ToolResult:
         failures: list[str] = []
         for position, (tool, handler) in enumerate(self.tiers):
             attempt = effect

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -49,6 +49,7 @@ from tether.messages import (
     ToolResult,
     UserMessage,
     construct,
+    share_fields_sets,
 )
 from tether.models.pricing import cost_of
 from tether.observe import enabled, get_logger
@@ -167,90 +168,160 @@ _STATUS: dict[type[RunStopped], RunStatus] = {
 }
 
 
-class _Run:
-    """One run's mutable state; short-lived, holds only what the run needs."""
+class _Run(RunState):
+    """One run: the `RunState` that policies see, and what only the loop needs.
 
-    __slots__ = (
-        "definitions",
-        "messages",
-        "output_attempts",
-        "revisions",
-        "sink",
-        "spec",
-        "state",
-    )
+    One object rather than two, and short-lived: with thousands of runs in flight,
+    every object a run holds is one more for the cyclic garbage collector to walk.
+    """
 
-    def __init__(self, spec: RunSpec, state: RunState, messages: list[Message], sink: Sink | None):
+    __slots__ = ("definitions", "messages", "output_attempts", "revisions", "sink", "spec")
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        messages: list[Message],
+        sink: Sink | None,
+        *,
+        run_id: str,
+        user: str | None,
+        deps: Any,
+        tenant: str | None,
+    ) -> None:
+        super().__init__(
+            run_id=run_id,
+            agent=spec.name,
+            user=user,
+            deps=deps,
+            tenant=tenant,
+            started=time.perf_counter(),
+        )
         self.spec = spec
-        self.state = state
         self.messages = messages
+        """The conversation. Once handed to a model request it is never changed: the
+        next message goes to a copy (so a policy may keep the request as it was sent)."""
         self.sink = sink
         self.definitions = spec.tool_definitions
         self.output_attempts = 0
         self.revisions = 0
 
     async def run(self) -> RunResult:
-        spec, state, sink, messages = self.spec, self.state, self.sink, self.messages
+        """The whole run: its steps until a final answer, its logs and its events.
+
+        However the run ends, it is logged; an error carries the partial run on
+        `.result`. Steps and bookkeeping share this one coroutine: with thousands of
+        runs in flight, each frame a run keeps is one more object for the collector.
+        """
+        spec, sink = self.spec, self.sink
         output = spec.output
         tool_choice: Any = "required" if output is not None else "auto"
-        while True:
-            if state.step >= spec.max_steps:
-                raise MaxStepsExceeded(
-                    f"the run took {spec.max_steps} steps without a final answer; raise "
-                    "Policy(max_steps=...) or check the messages for a tool loop"
-                )
-            state.step += 1
-            step = state.step
-            if sink is not None:
-                sink(StepStarted(step))
-            started = time.perf_counter()
-            try:
-                response: ModelResponse = await spec.effects.model(
-                    self._model_effect(step, tool_choice)
-                )
-            except UsageLimitExceeded as exc:
-                if exc.response is not None:  # a token limit: the tokens were spent
-                    self._spend(exc.response)
-                raise
-            self._spend(response)
-            if sink is not None:
-                sink(ModelResponded(step, response, time.perf_counter() - started))
-            message = response.message
-            messages.append(message)
-            calls = message.tool_calls
-            if output is not None:
-                final = self._final_output(output, message, calls)
-                if final is not _NO_OUTPUT:
-                    done = await self._finish(final, calls)
-                    if done is not None:
-                        return done
+        logged = enabled(logging.INFO)
+        if logged:
+            get_logger().info(
+                "run.start",
+                run_id=self.run_id,
+                agent=spec.name,
+                model=spec.model_name,
+                user=self.user,
+            )
+        if sink is not None:
+            sink(RunStarted(self.run_id, spec.name))
+        result: RunResult | None = None
+        try:
+            while result is None:
+                if self.step >= spec.max_steps:
+                    raise MaxStepsExceeded(
+                        f"the run took {spec.max_steps} steps without a final answer; raise "
+                        "Policy(max_steps=...) or check the messages for a tool loop"
+                    )
+                self.step += 1
+                step = self.step
+                if sink is not None:
+                    sink(StepStarted(step))
+                started = time.perf_counter() if sink is not None else 0.0
+                try:
+                    # The response goes straight to `_took`: a local here would keep it
+                    # (and its dict and fields-set) alive through the next model call.
+                    message = self._took(
+                        step,
+                        started,
+                        await spec.effects.model(self._model_effect(step, tool_choice)),
+                    )
+                except UsageLimitExceeded as exc:
+                    if exc.response is not None:  # a token limit: the tokens were spent
+                        self._spend(exc.response)
+                    raise
+                calls = message.tool_calls
+                if output is not None:
+                    final = self._final_output(output, message, calls)
+                    if final is not _NO_OUTPUT:
+                        result = await self._finish(final, calls)  # None: revise
+                        continue
+                elif not calls:
+                    result = await self._finish(message.text, calls)
                     continue
-            elif not calls:
-                done = await self._finish(message.text, calls)
-                if done is not None:
-                    return done
-                continue
-            if calls:
-                state.tool_calls += len(calls)  # before dispatch: limits see this step's
-                if len(calls) == 1:
-                    messages.append(await self._call_tool(step, 0, calls[0]))
-                else:
-                    messages.extend(await self._call_tools(step, calls))
+                if calls:
+                    self.tool_calls += len(calls)  # before dispatch: limits see this step's
+                    if len(calls) == 1:
+                        self.messages.append(await self._call_tool(step, 0, calls[0]))
+                    else:
+                        self.messages.extend(await self._call_tools(step, calls))
+                del calls  # not held through the next model call
+        except RunStopped as exc:
+            self._attach(exc, _STATUS.get(type(exc), "failed"), str(exc), logged)
+            raise
+        except Exception as exc:
+            self._attach(exc, "failed", f"{type(exc).__name__}: {exc}", logged)
+            raise
+        _log_end(result, logged)
+        if sink is not None:
+            sink(RunCompleted(result))
+        return result
+
+    async def within(self, seconds: float) -> RunResult:
+        """`run`, stopped with `RunTimeout` once it has taken `seconds`."""
+        try:
+            async with asyncio.timeout(seconds) as deadline:
+                return await self.run()
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # a timeout from inside the run, not ours (`run` attached the run)
+        exc = RunTimeout(
+            f"the run took longer than its limit of {seconds}s; raise Policy(timeout=...)"
+        )
+        self._attach(exc, "timeout", str(exc), enabled(logging.INFO))
+        raise exc
+
+    def _attach(self, exc: BaseException, status: RunStatus, error: str, logged: bool) -> None:
+        """Give `exc` the partial run (`exc.result`), and log how the run ended."""
+        partial = self.result(status, error=error)
+        exc.result = partial  # type: ignore[attr-defined]
+        _log_end(partial, logged)
 
     def _model_effect(self, step: int, tool_choice: Any) -> ModelEffect:
         request = construct(
             ModelRequest,
-            messages=list(self.messages),  # its own: a policy may keep the request
+            messages=self.messages,  # never changed from now on: see `messages`
             tools=self.definitions,
             settings=self.spec.settings,
             tool_choice=tool_choice if self.definitions else "none",
         )
         sink = self.sink
-        return ModelEffect(self.state, request, None if sink is None else _text_sink(sink, step))
+        return ModelEffect(self, request, None if sink is None else _text_sink(sink, step))
+
+    def _took(self, step: int, started: float, response: ModelResponse) -> AssistantMessage:
+        """Count what `response` spent, report it, and add its message (to a new list)."""
+        self._spend(response)
+        if self.sink is not None:
+            self.sink(ModelResponded(step, response, time.perf_counter() - started))
+        message = response.message
+        share_fields_sets(message)  # the run keeps it: one set less per part to walk
+        self.messages = [*self.messages, message]
+        return message
 
     def _spend(self, response: ModelResponse) -> None:
         used = response.usage
-        self.state.spend(used, cost_of(response.model or self.spec.model_name, used))
+        self.spend(used, cost_of(response.model or self.spec.model_name, used))
 
     def _final_output(
         self, output: OutputTool, message: AssistantMessage, calls: list[ToolCall]
@@ -294,13 +365,14 @@ class _Run:
 
     async def _call_tool(self, step: int, index: int, call: ToolCall) -> ToolResult:
         sink = self.sink
+        started = 0.0
         if sink is not None:
             sink(ToolCalled(step, call))
-        started = time.perf_counter()
+            started = time.perf_counter()
         try:
             arguments = self.spec.tools.get(call).validate(call)
             result: ToolResult = await self.spec.effects.tool(
-                ToolEffect(self.state, call, index, arguments)
+                ToolEffect(self, call, index, arguments)
             )
         except ToolError as exc:
             result = ToolResult.of(call, str(exc), "error")
@@ -337,18 +409,17 @@ class _Run:
         error: str | None = None,
         critic_issues: list[str] | None = None,
     ) -> RunResult:
-        state = self.state
-        reasons = state.degraded_reasons
+        reasons = self.degraded_reasons
         return construct(
             RunResult,
-            run_id=state.run_id,
+            run_id=self.run_id,
             status=status,
             output=output,
             messages=self.messages,
-            usage=state.usage,
-            cost_usd=state.cost_usd,
-            steps=state.step,
-            duration_s=time.perf_counter() - state.started,
+            usage=self.usage,
+            cost_usd=self.cost_usd,
+            steps=self.step,
+            duration_s=time.perf_counter() - self.started,
             error=error,
             degraded=reasons is not None,
             degraded_reasons=list(reasons) if reasons is not None else [],
@@ -364,15 +435,24 @@ def _text_sink(sink: Sink, step: int) -> Callable[[str], None]:
     return lambda text: sink(TextDelta(step, text))
 
 
+def _new_run_id() -> str:
+    """What `uuid.uuid4().hex` gives (a version-4 UUID as 32 hex digits), without
+    building a `UUID` object, which is two thirds of its cost."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
 def _initial_messages(spec: RunSpec, prompt: str, history: list[Message] | None) -> list[Message]:
     messages: list[Message] = list(history or ())
     if spec.instructions and not any(isinstance(m, SystemMessage) for m in messages):
-        messages.insert(0, SystemMessage(content=spec.instructions))
+        messages.insert(0, construct(SystemMessage, role="system", content=spec.instructions))
     messages.append(construct(UserMessage, role="user", content=prompt))
     return messages
 
 
-async def run_loop(
+def run_loop(
     spec: RunSpec,
     prompt: str,
     *,
@@ -382,59 +462,26 @@ async def run_loop(
     deps: Any = None,
     history: list[Message] | None = None,
     sink: Sink | None = None,
-) -> RunResult:
-    """Run `spec` on `prompt` to a final answer.
+) -> Coroutine[Any, Any, RunResult]:
+    """Run `spec` on `prompt` to a final answer: await what this returns.
 
     Raises a `RunStopped` subclass (`MaxStepsExceeded`, `UsageLimitExceeded`,
     `OutputValidationError`) with the partial run on `.result` when it cannot finish;
     a model error that no policy absorbed propagates with the partial run on `.result`.
+
+    A plain function: it builds the run and hands back the run's own coroutine, so a
+    run in flight keeps one frame here, not two.
     """
-    state = RunState(
-        run_id=run_id or uuid.uuid4().hex,
-        agent=spec.name,
+    run = _Run(
+        spec,
+        _initial_messages(spec, prompt, history),
+        sink,
+        run_id=run_id or _new_run_id(),
         user=user,
         deps=deps,
         tenant=tenant,
-        started=time.perf_counter(),
     )
-    run = _Run(spec, state, _initial_messages(spec, prompt, history), sink)
-    logged = enabled(logging.INFO)
-    if logged:
-        get_logger().info(
-            "run.start", run_id=state.run_id, agent=spec.name, model=spec.model_name, user=user
-        )
-    if sink is not None:
-        sink(RunStarted(state.run_id, spec.name))
-    try:
-        if spec.timeout is None:
-            result = await run.run()
-        else:
-            result = await _within(spec.timeout, run.run())
-    except RunStopped as exc:
-        exc.result = run.result(_STATUS.get(type(exc), "failed"), error=str(exc))
-        _log_end(exc.result, logged)
-        raise
-    except Exception as exc:
-        partial = run.result("failed", error=f"{type(exc).__name__}: {exc}")
-        exc.result = partial  # type: ignore[attr-defined]
-        _log_end(partial, logged)
-        raise
-    _log_end(result, logged)
-    if sink is not None:
-        sink(RunCompleted(result))
-    return result
-
-
-async def _within(seconds: float, work: Coroutine[Any, Any, RunResult]) -> RunResult:
-    try:
-        async with asyncio.timeout(seconds) as deadline:
-            return await work
-    except TimeoutError:
-        if not deadline.expired():
-            raise  # a timeout from inside the run, not ours
-        raise RunTimeout(
-            f"the run took longer than its limit of {seconds}s; raise Policy(timeout=...)"
-        ) from None
+    return run.run() if spec.timeout is None else run.within(spec.timeout)
 
 
 def _log_end(result: RunResult, logged: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from decimal import Decimal
 from typing import Any
 
@@ -243,6 +244,18 @@ class TestRuns:
         await run.step("f")
         assert run.state.extras is not None
         assert set(run.state.extras) == {"loop_guard"}
+
+    async def test_state_stays_out_of_the_garbage_collectors_way(self) -> None:
+        # Strings, tuples of them and a dict of them: nothing the collector walks.
+        run = Run(guard())
+        for page in range(3):
+            await run.step("fetch", page=page)
+        assert run.state.extras is not None
+        state = run.state.extras["loop_guard"]
+        gc.collect()
+        assert len(state.recent) == 3
+        assert not gc.is_tracked(state.recent)
+        assert not gc.is_tracked(state.step_verdicts)
 
     def test_policy_wraps_tool_calls_only(self) -> None:
         assert guard().kinds == frozenset({"tool"})

@@ -11,7 +11,6 @@ so, and a chance to use what it has. The second time, the run stops with
 from __future__ import annotations
 
 import json
-from collections import deque
 from collections.abc import Awaitable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,8 +22,13 @@ from tether.messages import CallNext, ToolEffect, ToolResult
 
 __all__ = ["LoopGuard", "LoopGuardPolicy"]
 
-_Key = tuple[str, str]
-"""A call as the guard compares it: the tool's name and its canonical arguments."""
+_Key = str
+"""A call as the guard compares it: the tool's name, a newline, its canonical arguments.
+
+A string, not a pair: the guard's state then holds only strings, tuples of strings
+and a dict of them, which the cyclic garbage collector does not track, so with
+thousands of runs in flight each run's guard costs it one object (`_LoopState`), not
+a deque, a dict and a pair per recent call as well."""
 
 _PASSED, _WARNED, _STOPPED = 0, 1, 2
 _PERIODS = (2, 3)
@@ -105,8 +109,9 @@ class _LoopState:
 
     __slots__ = ("recent", "step", "step_verdicts", "stop_reason", "warned_step")
 
-    def __init__(self, window: int) -> None:
-        self.recent: deque[_Key] = deque(maxlen=window)
+    def __init__(self) -> None:
+        self.recent: tuple[_Key, ...] = ()
+        """The last `window` calls, oldest first."""
         self.step = -1
         self.step_verdicts: dict[_Key, int] = {}
         """The verdict on each distinct call of the current step."""
@@ -121,13 +126,12 @@ class LoopGuardPolicy:
     `RunState.extra("loop_guard", ...)`."""
 
     kinds: ClassVar[frozenset[str]] = frozenset({"tool"})
-    __slots__ = ("_exempt", "_factory", "guard")
+    __slots__ = ("_exempt", "_keep", "guard")
 
     def __init__(self, guard: LoopGuard) -> None:
         self.guard = guard
         self._exempt = guard.exempt
-        window = guard.window
-        self._factory = lambda: _LoopState(window)
+        self._keep = 1 - guard.window  # how much of `recent` a new call keeps
 
     def __call__(self, effect: ToolEffect, call_next: CallNext) -> Awaitable[Any]:
         # A plain function: a call that is no loop goes on without a frame of ours.
@@ -136,8 +140,8 @@ class LoopGuardPolicy:
         if name in self._exempt:
             return call_next(effect)
         run = effect.run
-        state: _LoopState = run.extra("loop_guard", self._factory)
-        key = (name, _canonical(effect))
+        state: _LoopState = run.extra("loop_guard", _LoopState)
+        key = f"{name}\n{_canonical(effect)}"
         if state.stop_reason is not None:  # the run is stopping: none of its calls go out
             verdict = _STOPPED
         else:
@@ -156,8 +160,7 @@ class LoopGuardPolicy:
 
     def _judge(self, state: _LoopState, key: _Key, step: int) -> int:
         """Record `key` and say whether it completes a loop (and what to do about it)."""
-        recent = state.recent
-        recent.append(key)
+        recent = state.recent = (*state.recent[self._keep :], key)
         if not _loops(self.guard, recent, key):
             return _PASSED
         if state.warned_step is None or state.warned_step == step:
@@ -172,7 +175,7 @@ class LoopGuardPolicy:
         return _STOPPED
 
 
-def _loops(guard: LoopGuard, recent: deque[_Key], key: _Key) -> bool:
+def _loops(guard: LoopGuard, recent: tuple[_Key, ...], key: _Key) -> bool:
     """Whether `key`, just appended, completes a repeat or a cycle in `recent`."""
     if recent.count(key) >= guard.repeats:
         return True
@@ -188,7 +191,7 @@ def _loops(guard: LoopGuard, recent: deque[_Key], key: _Key) -> bool:
             continue
         # Every call of the span equals the one a period before it, and the cycle is
         # more than one call repeated (that is `repeats`' business).
-        tail = list(recent)[size - span :]
+        tail = recent[size - span :]
         if all(tail[i] == tail[i + period] for i in range(span - period)) and any(
             tail[i] != key for i in range(period)
         ):
@@ -196,7 +199,7 @@ def _loops(guard: LoopGuard, recent: deque[_Key], key: _Key) -> bool:
     return False
 
 
-def _cycle_of(guard: LoopGuard, recent: deque[_Key], key: _Key) -> list[str] | None:
+def _cycle_of(guard: LoopGuard, recent: tuple[_Key, ...], key: _Key) -> list[str] | None:
     """The tool names of the cycle that `key` completed, if it was a cycle."""
     if not guard.cycles or recent.count(key) >= guard.repeats:
         return None
@@ -205,13 +208,13 @@ def _cycle_of(guard: LoopGuard, recent: deque[_Key], key: _Key) -> list[str] | N
         span = period * guard.cycles
         if span > size:
             break
-        tail = list(recent)[size - span :]
+        tail = recent[size - span :]
         if all(tail[i] == tail[i + period] for i in range(span - period)):
-            return [name for name, _ in tail[:period]]
+            return [_name(call) for call in tail[:period]]
     return None
 
 
-def _describe(guard: LoopGuard, recent: deque[_Key], key: _Key) -> str:
+def _describe(guard: LoopGuard, recent: tuple[_Key, ...], key: _Key) -> str:
     cycle = _cycle_of(guard, recent, key)
     if cycle is not None:
         return (
@@ -219,19 +222,23 @@ def _describe(guard: LoopGuard, recent: deque[_Key], key: _Key) -> str:
             f"{guard.cycles} times with the same arguments"
         )
     return (
-        f"{key[0]!r} was called with the same arguments {recent.count(key)} times in "
+        f"{_name(key)!r} was called with the same arguments {recent.count(key)} times in "
         f"the last {len(recent)} tool calls"
     )
 
 
 def _warning(guard: LoopGuard, state: _LoopState, key: _Key) -> str:
-    name = key[0]
+    name = _name(key)
     return (
         f"Loop detected: {_describe(guard, state.recent, key)}. Calling it again would "
         f"give the same result, so {name!r} was not run this time. Use the results you "
         "already have, try a different approach, or give your final answer now. "
         "Repeating the same calls again will stop the run."
     )
+
+
+def _name(key: _Key) -> str:
+    return key.partition("\n")[0]  # a tool's name has no newline (see `tether.tool`)
 
 
 def _canonical(effect: ToolEffect) -> str:
