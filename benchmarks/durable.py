@@ -6,9 +6,9 @@
 
 - overhead: the same agent (a no-op model, N-1 no-op tool steps, then an answer) run
   in memory and durably (every model and tool call a journaled DBOS step), on SQLite
-  (WAL, synchronous=NORMAL) and on local PostgreSQL; the difference per loop step
-  (one model call and one tool call) and per effect (one journaled step), next to a bare
-  DBOS workflow of no-op steps on the same engine (the floor tether builds on).
+  (WAL, synchronous=NORMAL) and on local PostgreSQL; the difference per effect (one
+  journaled step), next to a bare DBOS workflow of no-op steps on the same engine (the
+  floor tether builds on), in interleaved rounds of one process: medians and ranges.
 - recovery: 100 runs stranded mid-run by a SIGKILLed process, then resumed by a fresh
   one (`Runtime.recover`, what the reaper calls): time until all 100 complete.
 - throughput: two `tether worker` processes on PostgreSQL, runs of 3 steps on a model
@@ -82,48 +82,13 @@ def _child(mode: str, url: str, *args: str, env: dict[str, str] | None = None) -
 # --- overhead ------------------------------------------------------------------------------
 
 
-async def _overhead(url: str, runs: int, steps: int) -> dict[str, float]:
+async def _overhead(url: str, runs: int, steps: int, rounds: int) -> dict[str, list[float]]:
+    """Per round: ms per loop step in memory and durably, and ms per bare DBOS step."""
     sys.path.insert(0, str(ROOT / "benchmarks" / "durable_agents"))
     from bench import agent  # type: ignore[import-not-found]
-
-    from tether.durable import Runtime
-
-    runtime = Runtime(url)
-    runtime.register(agent)
-    runtime.launch()
-    try:
-        for _ in range(3):  # warm both paths
-            await agent.run("go")
-            await runtime.run("bench", "go")
-        memory, durable = [], []
-        for _ in range(5):
-            started = time.perf_counter()
-            for _ in range(runs):
-                await agent.run("go")
-            memory.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            for _ in range(runs):
-                await runtime.run("bench", "go")
-            durable.append(time.perf_counter() - started)
-    finally:
-        await agent.aclose()
-        runtime.shutdown()
-    loop_steps = runs * steps
-    effects = runs * (2 * steps - 1)
-    extra = statistics.median(durable) - statistics.median(memory)
-    return {
-        "memory_ms_per_step": statistics.median(memory) / loop_steps * 1000,
-        "durable_ms_per_step": statistics.median(durable) / loop_steps * 1000,
-        "overhead_ms_per_step": extra / loop_steps * 1000,
-        "overhead_ms_per_effect": extra / effects * 1000,
-    }
-
-
-async def _bare_dbos(url: str, steps: int) -> float:
-    """ms per step of a bare DBOS workflow of no-op steps on tether's engine: the floor."""
     from dbos import DBOS, SetWorkflowID
 
-    from tether.store import create_engine
+    from tether.durable import Runtime
 
     async def noop(i: int) -> int:
         return i
@@ -131,51 +96,75 @@ async def _bare_dbos(url: str, steps: int) -> float:
     @DBOS.workflow(name="bench.bare")
     async def bare(n: int) -> int:
         for i in range(n):
-            await DBOS.run_step_async({"name": "noop"}, noop, i)
+            await DBOS.run_step_async({"name": "noop", "retries_allowed": False}, noop, i)
         return n
 
-    DBOS(
-        config={
-            "name": "tether-bench",
-            "system_database_url": url,
-            "system_database_engine": create_engine(url),
-            "log_level": "WARNING",
-        }
-    )
-    DBOS.launch()
-    try:
-        timings = []
-        for k in range(5):
-            started = time.perf_counter()
-            with SetWorkflowID(f"bare-{k}"):
-                handle = await DBOS.start_workflow_async(bare, steps)
+    effects = runs * (2 * steps - 1)
+    bare_steps = 200
+    bare_runs = -(-effects // bare_steps)  # about as many steps as tether journals
+
+    async def bare_round(k: int) -> float:
+        started = time.perf_counter()
+        for j in range(bare_runs):
+            with SetWorkflowID(f"bare-{k}-{j}"):
+                handle = await DBOS.start_workflow_async(bare, bare_steps)
             await handle.get_result()
-            timings.append((time.perf_counter() - started) / steps * 1000)
-        return statistics.median(timings)
+        return (time.perf_counter() - started) / (bare_runs * bare_steps) * 1000
+
+    runtime = Runtime(url)
+    runtime.register(agent)
+    runtime.launch()
+    figures: dict[str, list[float]] = {"memory": [], "durable": [], "bare": []}
+    try:
+        for _ in range(3):  # warm every path
+            await agent.run("go")
+            await runtime.run("bench", "go")
+        await bare_round(-1)
+        # Interleaved rounds: the machine's noise falls on tether and its floor alike.
+        for k in range(rounds):
+            started = time.perf_counter()
+            for _ in range(runs):
+                await agent.run("go")
+            figures["memory"].append((time.perf_counter() - started) / (runs * steps) * 1000)
+            started = time.perf_counter()
+            for _ in range(runs):
+                await runtime.run("bench", "go")
+            figures["durable"].append((time.perf_counter() - started) / (runs * steps) * 1000)
+            figures["bare"].append(await bare_round(k))
     finally:
-        DBOS.destroy()
+        await agent.aclose()
+        runtime.shutdown()
+    return figures
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
 def overhead(quick: bool) -> None:
-    runs, steps = (10, 10) if quick else (30, 10)
-    print(f"\n== durable overhead: {runs} sequential runs of {steps} steps, no-op model and tool")
+    runs, steps, rounds = (10, 10, 3) if quick else (30, 10, 7)
     print(
-        f"{'backend':<12}{'memory/step':>14}{'durable/step':>15}{'overhead/step':>16}"
-        f"{'per effect':>13}"
+        f"\n== durable overhead: {runs} sequential runs of {steps} steps, no-op model and "
+        f"tool, {rounds} rounds\n   per journaled step (effect): tether durable minus "
+        "in-memory, next to a bare DBOS step on the same engine in the same rounds; "
+        "median (min-max) in ms"
     )
+    header = ("memory/step", 13), ("durable/step", 14), ("per effect", 24), ("bare DBOS step", 24)
+    print(f"{'backend':<12}" + "".join(f"{name:>{width}}" for name, width in header))
     for backend in ("sqlite", "postgresql"):
         with fresh_database(backend) as url:
             figures = json.loads(
-                _child("overhead", url, str(runs), env={"BENCH_STEPS": str(steps)})
+                _child("overhead", url, str(runs), str(rounds), env={"BENCH_STEPS": str(steps)})
             )
-        with fresh_database(backend) as url:
-            floor = float(_child("bare", url, "200"))
+        effects_per_step = (2 * steps - 1) / steps
+        per_effect = [
+            (durable - memory) / effects_per_step
+            for durable, memory in zip(figures["durable"], figures["memory"], strict=True)
+        ]
         print(
-            f"{backend:<12}{figures['memory_ms_per_step']:>12.3f}ms"
-            f"{figures['durable_ms_per_step']:>13.3f}ms"
-            f"{figures['overhead_ms_per_step']:>14.3f}ms"
-            f"{figures['overhead_ms_per_effect']:>11.3f}ms"
-            f"{floor:>15.3f}ms"
+            f"{backend:<12}{statistics.median(figures['memory']):>11.3f}ms"
+            f"{statistics.median(figures['durable']):>12.3f}ms"
+            f"{_spread(per_effect):>24}{_spread(figures['bare']):>24}"
         )
 
 
@@ -301,10 +290,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child == "overhead":
         steps = int(os.environ.get("BENCH_STEPS", "10"))
-        print(json.dumps(asyncio.run(_overhead(args.url, int(args.rest[0]), steps))))
-        return
-    if args.child == "bare":
-        print(asyncio.run(_bare_dbos(args.url, int(args.rest[0]))))
+        runs, rounds = int(args.rest[0]), int(args.rest[1])
+        print(json.dumps(asyncio.run(_overhead(args.url, runs, steps, rounds))))
         return
     if args.child == "strand":
         asyncio.run(_strand(args.url, int(args.rest[0])))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from dbos import DBOS
 
 from tests.databases import BACKENDS, open_database
 from tether import Agent, Policy, RunContext, tool
@@ -180,6 +181,54 @@ async def test_parallel_tool_calls_get_the_same_step_ids_however_they_finish(
     assert first[2] == "got first"
     assert second[2] == "got second"
     assert first[0] < second[0]
+
+
+async def test_a_resumed_run_answers_its_first_attempts_effects_from_the_journal(
+    runtime: Runtime,
+) -> None:
+    ran: list[int] = []
+    in_step: list[int | None] = []
+
+    @tool
+    async def slow(n: int) -> int:
+        """Take a while."""
+        ran.append(n)
+        in_step.append(DBOS.step_id)
+        await asyncio.sleep(0.05)
+        return n
+
+    down = True
+
+    def answer(request: ModelRequest) -> Step:
+        if not any(m.role == "assistant" for m in request.messages):
+            return call("slow", n=1)
+        if down:
+            raise ModelHTTPError("upstream down", status_code=503, retryable=True)
+        return reply("done")
+
+    model = FunctionModel(answer, name="durable-test-resumed")
+    policy = Policy(retry=None, breaker=None)
+    runtime.register(Agent(model=model, tools=[slow], policy=policy, name="resumed"))
+    with pytest.raises(ModelHTTPError):
+        await runtime.run("resumed", "go", run_id="res-1")
+
+    # A first attempt runs each effect before its step: journaled all the same, with
+    # the time the effect took.
+    first = recorded_steps(runtime.client, "res-1")
+    assert [s.name for s in first] == ["model", "tool:slow", "model"]
+    assert first[1].output.content == "1"
+    assert first[1].duration_s is not None
+    assert first[1].duration_s >= 0.05
+    assert in_step == [first[1].step_id]  # it ran in its step's DBOS context
+    assert isinstance(first[2].error, ModelHTTPError)
+
+    down = False
+    result = await runtime.resume("res-1")
+
+    assert result.output == "done"
+    assert ran == [1]  # the tool's step answered from the journal
+    assert len(model.requests) == 3  # so did the first model call; the failed one ran again
+    assert tool_results(result)[0].content == "1"
 
 
 async def test_running_a_completed_run_id_again_returns_its_recorded_result(

@@ -109,6 +109,14 @@ def test_started_marks_running_and_keeps_the_first_start(store: Store) -> None:
     assert again.finished_at is None
 
 
+def test_started_says_whether_it_is_the_first_start(store: Store) -> None:
+    _create(store, "r1")
+    assert store.runs.started("r1", "exec-1") is True
+    assert store.runs.started("r1", "exec-2") is False  # an attempt was interrupted
+    assert store.runs.started("missing", "exec-1") is None
+    assert store.runs.get("missing") is None
+
+
 def test_finished_records_the_outcome(store: Store) -> None:
     _create(store, "r1")
     store.runs.started("r1", "exec-1")

@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from dbos import DBOSClient
+from dbos import DBOSClient, StepInfo
 
+from tether.durable.steps import Timed
 from tether.errors import ConfigError
 from tether.messages import CallNext, ToolResult
 from tether.tools import ToolSet
@@ -46,17 +47,24 @@ class RecordedStep:
 def recorded_steps(client: DBOSClient, run_id: str) -> list[RecordedStep]:
     """The journaled effects of `run_id`, in step order."""
     return [
-        RecordedStep(
-            step_id=s["function_id"],
-            name=s["function_name"],
-            output=s["output"],
-            error=s["error"],
-            started_ms=s.get("started_at_epoch_ms"),
-            completed_ms=s.get("completed_at_epoch_ms"),
-        )
+        _step(s)
         for s in client.list_workflow_steps(run_id)
         if s["function_name"] == "model" or s["function_name"].startswith("tool:")
     ]
+
+
+def _step(info: StepInfo) -> RecordedStep:
+    output, started_ms = info["output"], info.get("started_at_epoch_ms")
+    if isinstance(output, Timed):  # journaled after it ran: it began before its step
+        output, started_ms = output.value, output.started_ms
+    return RecordedStep(
+        step_id=info["function_id"],
+        name=info["function_name"],
+        output=output,
+        error=info["error"],
+        started_ms=started_ms,
+        completed_ms=info.get("completed_at_epoch_ms"),
+    )
 
 
 class Replay:

@@ -10,6 +10,19 @@ Step ids are drawn in the order the loop asks for effects, before anything await
 (`DBOS.reserve_step`), so the parallel tool calls of one step keep the same ids on
 every replay, however their executions interleave.
 
+Two ways to run a step, with the same journal writes (a check for a recorded result,
+then the result):
+
+- A run's first attempt (see `first_attempt`), when nothing of it can be journaled
+  yet: the effect runs in its step's DBOS context, then its result is journaled by a
+  step whose function returns it at once. DBOS checks and writes in one trip to its
+  thread pool, where an async step function costs three (check, an idle hop, write):
+  most of what a journaled step costs beyond DBOS's own SQL. The result is kept as
+  `Timed`, with the moment the effect began, so `tether trace` shows how long it took
+  (the step's own times are those of its write).
+- Any later attempt: each effect is an async DBOS step, which answers from the
+  journal without running when its result is recorded.
+
 A side-effecting tool (`@tool(side_effect=True)`) also goes through the ledger, inside
 its step (see `side_effects`), because a step is at-least-once: a crash after the tool
 ran and before its step was recorded would run it again.
@@ -17,17 +30,38 @@ ran and before its step was recorded would run it again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, ClassVar
+import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, NoReturn
 
-from dbos import DBOS
-from dbos._core import StepOptions
+from dbos import DBOS, StepOptions, StepReservation
+from dbos._context import EnterDBOSStepCtx
 
 from tether.durable.side_effects import SideEffects
 from tether.messages import CallNext
 from tether.tools import ToolSet
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "Timed", "first_attempt"]
+
+first_attempt: ContextVar[bool] = ContextVar("tether_first_attempt", default=False)
+"""Set by the run workflow when this attempt is its run's first (its record had never
+started), so no step of it can be journaled yet: effects run before their step."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timed:
+    """A result journaled after its effect ran, with the moment it began."""
+
+    value: Any
+    started_ms: int
+    """Epoch milliseconds, DBOS's clock and unit."""
+
+
+def _unwrap(recorded: Any) -> Any:
+    """The effect's result in a journaled output (`Timed` or the result itself)."""
+    return recorded.value if isinstance(recorded, Timed) else recorded
 
 
 class Journal:
@@ -44,25 +78,60 @@ class Journal:
         if DBOS.workflow_id is None or DBOS.step_id is not None:
             return call_next(effect)  # not in a durable run (or already inside a step)
         reservation = DBOS.reserve_step()  # now: the order the loop asked in
+        body: Callable[..., Awaitable[Any]] = _through
+        args: tuple[Any, ...] = (effect, call_next)
         if effect.kind == "model":
-            return reservation.run_async(_named("model"), _through, effect, call_next)
-        tool = self._tools.get(effect.call)
-        options = _named(f"tool:{effect.call.name}")
-        if tool.side_effect:
-            return reservation.run_async(
-                options,
-                self._side_effects.run,
-                tool,
-                effect,
-                call_next,
-                reservation.step_id,
-            )
-        return reservation.run_async(options, _through, effect, call_next)
+            name = "model"
+        else:
+            tool = self._tools.get(effect.call)
+            name = f"tool:{effect.call.name}"
+            if tool.side_effect:
+                body = self._side_effects.run
+                args = (tool, effect, call_next, reservation.step_id)
+        if first_attempt.get():
+            return _run_then_journal(reservation, name, body, args)
+        return _journaled(reservation, name, body, args)
 
 
-def _named(name: str) -> StepOptions:
+def _options(name: str) -> StepOptions:
     # tether's retry policy is the only retry layer: DBOS runs a step once per attempt.
     return {"retries_allowed": False, "name": name}
+
+
+async def _run_then_journal(
+    reservation: StepReservation,
+    name: str,
+    body: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+) -> Any:
+    started_ms = int(time.time() * 1000)
+    recorded: Any
+    try:
+        # In its step's DBOS context, as inside `run_async`, so what the effect does
+        # with DBOS (or another effect it makes) belongs to the step, as on any later
+        # attempt. DBOS has no public way in: this and `_step_ctx` are its private API.
+        with EnterDBOSStepCtx({"name": name, "operationType": "step"}, reservation._step_ctx):
+            value = await body(*args)
+    except Exception as exc:
+        # Journals the error and raises it (or answers what was recorded meanwhile).
+        recorded = await reservation.run_async(_options(name), _reraise, exc)
+    else:
+        # A result recorded meanwhile (another process resumed the run) wins, as in DBOS.
+        recorded = await reservation.run_async(_options(name), Timed, value, started_ms)
+    return _unwrap(recorded)
+
+
+async def _journaled(
+    reservation: StepReservation,
+    name: str,
+    body: Callable[..., Awaitable[Any]],
+    args: tuple[Any, ...],
+) -> Any:
+    return _unwrap(await reservation.run_async(_options(name), body, *args))
+
+
+def _reraise(error: Exception) -> NoReturn:
+    raise error
 
 
 async def _through(effect: Any, call_next: CallNext) -> Any:

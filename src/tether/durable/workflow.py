@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic_core
 from dbos import DBOS
 
+from tether.durable.steps import first_attempt
 from tether.errors import RunStopped
 from tether.loop import run_loop
 from tether.messages import RunResult
@@ -46,7 +47,10 @@ async def run_workflow(agent: str, prompt: str, options: dict[str, Any]) -> RunR
     run_id = DBOS.workflow_id
     assert run_id is not None
     spec = runtime.durable_spec(agent, options.get("model"))
-    await asyncio.to_thread(_start, runtime, run_id, agent, prompt, options, spec.model_name)
+    first = await asyncio.to_thread(
+        _start, runtime, run_id, agent, prompt, options, spec.model_name
+    )
+    first_attempt.set(first)  # this workflow's task (and the tasks it starts) only
     try:
         result = await run_loop(
             spec,
@@ -75,13 +79,15 @@ def _start(
     prompt: str,
     options: dict[str, Any],
     model: str,
-) -> None:
-    """Release what an interrupted attempt held, and record the run as running here."""
+) -> bool:
+    """Release what an interrupted attempt held, and record the run as running here;
+    whether this is its first attempt."""
     store = runtime.store
     store.budgets.release_run(run_id)
-    if store.runs.started(run_id, runtime.executor_id):
-        return  # recorded when it was started or submitted: the common case
-    store.runs.create(
+    first = store.runs.started(run_id, runtime.executor_id)
+    if first is not None:
+        return first  # recorded when it was started or submitted: the common case
+    store.runs.create(  # no record (deleted?): nothing says what ran before
         run_id=run_id,
         agent=agent,
         prompt=prompt,
@@ -93,6 +99,7 @@ def _start(
         target=options.get("target"),
     )
     store.runs.started(run_id, runtime.executor_id)
+    return False
 
 
 def _record(
