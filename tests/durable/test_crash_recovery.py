@@ -56,7 +56,6 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.databases import BACKENDS, open_database
 from tests.fakes.http_server import FakeHTTPServer, Reply, Request
 from tests.fakes.openai_server import Answer, error, validate_request
 from tether.durable import Runtime
@@ -652,12 +651,6 @@ def _summary(trials: list[Trial], activity: Activity, downstream: Downstream) ->
         "outcome_unknown": sum(t.outcome_unknown for t in trials),
         "resolutions": dict(Counter(r for t in trials for r in t.resolutions)),
     }
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with open_database(request.param, tmp_path) as url:
-        yield url
 
 
 def test_runs_killed_at_random_points_complete_once_resumed(

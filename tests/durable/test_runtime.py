@@ -13,14 +13,12 @@ import json
 import pickle
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from dbos import DBOS
 
-from tests.databases import BACKENDS, open_database
 from tether import Agent, Policy, RunContext, tool
 from tether.durable import Runtime
 from tether.durable.replay import Replay, recorded_steps
@@ -43,12 +41,6 @@ from tether.store import Store, tables
 from tether.testing import FunctionModel, Step, call, calls, reply
 
 # --- fixtures and helpers -------------------------------------------------------------------
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with open_database(request.param, tmp_path) as url:
-        yield url
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.databases import BACKENDS, open_database
 from tests.policy.test_breaker import Next, model_effect
 from tests.processes import together
 from tether.errors import CircuitOpen, ConfigError, ModelHTTPError, RateLimited
@@ -22,21 +20,6 @@ from tether.policy import Breaker, RateLimits
 from tether.policy.breaker import InMemoryBreakerStore, SharedBreakerStore
 from tether.policy.ratelimit import InMemoryRateLimitStore, SharedRateLimitStore
 from tether.store import PolicyStates, Store
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with open_database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    opened = Store(database_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 class Time:
