@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tether.agent import Agent
+from tether.durable import Runtime
 from tether.errors import (
     ConfigError,
     ModelAuthError,
@@ -21,6 +22,7 @@ from tether.errors import (
     RunStopped,
 )
 from tether.messages import RunResult
+from tether.store import RunRecord
 
 app = typer.Typer(
     name="tether",
@@ -121,3 +123,13 @@ def explain(exc: BaseException) -> tuple[str, str]:
 def main() -> None:
     """Entry point of the `tether` script."""
     app()
+
+
+def recorded_run(runtime: Runtime, run_id: str) -> RunRecord:
+    """The record of `run_id`; if there is none, says so, shuts `runtime` down and exits 2."""
+    record = runtime.store.runs.get(run_id)
+    if record is None:
+        runtime.shutdown()
+        err.print(f"[red]no run {run_id!r} recorded[/] (see `tether runs`)", highlight=False)
+        raise typer.Exit(2)
+    return record

@@ -18,6 +18,7 @@ from tether.cli.app import (
     explain,
     load_agent,
     out,
+    recorded_run,
     render_output,
     summary,
 )
@@ -52,15 +53,6 @@ def _load(target: str) -> Agent:
         return load_agent(target)
     except TargetError as exc:
         raise _fail(exc, 2) from None
-
-
-def _record(runtime: Runtime, run_id: str) -> RunRecord:
-    record = runtime.store.runs.get(run_id)
-    if record is None:
-        runtime.shutdown()
-        err.print(f"[red]no run {run_id!r} recorded[/] (see `tether runs`)", highlight=False)
-        raise typer.Exit(2)
-    return record
 
 
 def _agent_of(record: RunRecord, target: str | None) -> tuple[Agent, str]:
@@ -171,7 +163,7 @@ def resume(
     """Finish a run that was interrupted (a crash) or failed on a model error: completed
     steps are replayed from the journal, not run again."""
     runtime = Runtime()
-    record = _record(runtime, run_id)
+    record = recorded_run(runtime, run_id)
     if queue:
         try:
             done = runtime.reopen(run_id, queue=True, force=force)
@@ -204,7 +196,7 @@ def resolve(
         err.print("[red]give exactly one of --result '...' and --retry[/]")
         raise typer.Exit(2)
     runtime = Runtime()
-    record = _record(runtime, run_id)
+    record = recorded_run(runtime, run_id)
     try:
         runtime.resolve(run_id, step, result=result)
         if queue:
@@ -233,7 +225,7 @@ def replay(
     is called); with --from-step N (and --model X) it goes live from step N. Side
     effects are never performed in a replay."""
     runtime = Runtime()
-    record = _record(runtime, run_id)
+    record = recorded_run(runtime, run_id)
     try:
         steps = recorded_steps(runtime.client, run_id)
     finally:

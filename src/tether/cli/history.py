@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from tether.cli.app import app, err, out
+from tether.cli.app import app, out, recorded_run
 from tether.durable import Runtime
 from tether.durable.replay import RecordedStep, recorded_steps
 from tether.messages import ModelResponse, ToolResult
@@ -115,11 +115,8 @@ def trace(
 ) -> None:
     """Print a run's steps as a tree: timings, tokens, tool arguments and results."""
     runtime = Runtime()
+    record = recorded_run(runtime, run_id)
     try:
-        record = runtime.store.runs.get(run_id)
-        if record is None:
-            err.print(f"[red]no run {run_id!r} recorded[/] (see `tether runs`)", highlight=False)
-            raise typer.Exit(2)
         steps = recorded_steps(runtime.client, run_id)
         ledger = {e.step_id: e for e in runtime.store.ledger.of_run(run_id)}
     finally:
