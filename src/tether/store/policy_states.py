@@ -64,11 +64,13 @@ class PolicyStates:
 
     def read(self, key: str) -> tuple[State | None, float]:
         """`key`'s state (None if never written) and the time now, without locking."""
+        state = sa.select(policy_states.c.state).where(policy_states.c.key == key)
         with self._engine.connect() as connection:
-            row = connection.execute(self._select(key)).first()
-            if row is None and self._postgres and self._clock is None:
-                now = float(connection.execute(sa.select(_PG_NOW)).scalar_one())
-                return None, now
+            if self._postgres and self._clock is None:
+                # One round trip, a row even for a key never seen: its state, the time.
+                text, now = connection.execute(sa.select(state.scalar_subquery(), _PG_NOW)).one()
+                return _decode(text), float(now)
+            row = connection.execute(state).first()
         return (_decode(row[0]) if row is not None else None), self._now(row)
 
     def transact(
