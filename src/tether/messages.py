@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -376,8 +376,12 @@ class RunState:
     """`time.perf_counter()` when the run started."""
     degraded_reasons: list[str] | None = None
     """Why fallbacks served calls of this run (None until one does)."""
-    extras: dict[str, Any] | None = None
-    """Per-run state of policies, keyed by policy (None until one keeps some)."""
+    extra_key: str | None = field(default=None, repr=False)
+    """The first policy that kept per-run state (see `extra`) ..."""
+    extra_value: Any = field(default=None, repr=False)
+    """... and its state: most runs have one such policy, and need no dict for it."""
+    extras: dict[str, Any] | None = field(default=None, repr=False)
+    """Per-run state of any further policies, keyed by policy (None until one keeps some)."""
 
     def degrade(self, reason: str) -> None:
         """Record that a fallback served a call, and why."""
@@ -387,11 +391,18 @@ class RunState:
 
     def extra(self, key: str, factory: Callable[[], Any]) -> Any:
         """A policy's state for this run, made by `factory` on first use."""
-        if self.extras is None:
-            self.extras = {}
-        found = self.extras.get(key)
+        if key == self.extra_key:
+            return self.extra_value
+        if self.extra_key is None:
+            self.extra_key = key
+            found = self.extra_value = factory()
+            return found
+        extras = self.extras
+        if extras is None:
+            extras = self.extras = {}
+        found = extras.get(key)
         if found is None:
-            found = self.extras[key] = factory()
+            found = extras[key] = factory()
         return found
 
     @property

@@ -13,6 +13,7 @@ for every process on it (the durable runtime's default).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -114,12 +115,14 @@ class BreakerPolicy:
     """Guards one target with its circuit (built by `Breaker.for_model` / `for_tool`)."""
 
     kinds: ClassVar[frozenset[str]] = frozenset({"model", "tool"})
-    __slots__ = ("_clock", "_store", "config", "key")
+    __slots__ = ("_clock", "_closed", "_store", "config", "key")
 
     def __init__(self, config: Breaker, key: str) -> None:
         self.config = config
         self.key = key
         self._store = config.store
+        # A store that can tell a closed circuit without waiting says so (optional).
+        self._closed: Callable[[str], bool] | None = getattr(config.store, "closed", None)
         self._clock = config.clock
 
     def __repr__(self) -> str:
@@ -131,7 +134,11 @@ class BreakerPolicy:
 
     async def __call__(self, effect: Any, call_next: CallNext) -> Any:
         store, key, cfg, clock = self._store, self.key, self.config, self._clock
-        wait = await store.before_call(key, clock.now(), cfg)
+        closed = self._closed
+        if closed is not None and closed(key):
+            wait = None  # known closed here and now: no store coroutine per call
+        else:
+            wait = await store.before_call(key, clock.now(), cfg)
         if wait is None:  # closed: only a failure is news
             try:
                 return await call_next(effect)

@@ -172,6 +172,12 @@ class InMemoryBreakerStore:
     def __repr__(self) -> str:
         return f"InMemoryBreakerStore({len(self._circuits)} circuits)"
 
+    def closed(self, key: str) -> bool:
+        """Whether `key`'s circuit is closed: `before_call` would say go ahead, and
+        change nothing (the policy's fast path, without a coroutine)."""
+        circuit = self._circuits.get(key)
+        return circuit is None or circuit.opened_at is None
+
     async def before_call(self, key: str, now: float, cfg: CircuitConfig) -> float | None:
         circuit = self._circuits.get(key)
         return None if circuit is None else circuit.admit(now, cfg)
@@ -217,9 +223,14 @@ class SharedBreakerStore:
     def __repr__(self) -> str:
         return f"SharedBreakerStore({self._rows!r}, refresh={self.refresh})"
 
-    async def before_call(self, key: str, now: float, cfg: CircuitConfig) -> float | None:
+    def closed(self, key: str) -> bool:
+        """Whether this process read `key`'s circuit closed less than `refresh` seconds
+        ago (the policy's fast path, without a coroutine or a round trip)."""
         until = self._closed_until.get(key)
-        if until is not None and time.monotonic() < until:
+        return until is not None and time.monotonic() < until
+
+    async def before_call(self, key: str, now: float, cfg: CircuitConfig) -> float | None:
+        if self.closed(key):
             return None
         row = _PREFIX + key
         state, db_now = await asyncio.to_thread(self._rows.read, row)

@@ -25,10 +25,10 @@ __all__ = ["LoopGuard", "LoopGuardPolicy"]
 _Key = str
 """A call as the guard compares it: the tool's name, a newline, its canonical arguments.
 
-A string, not a pair: the guard's state then holds only strings, tuples of strings
-and a dict of them, which the cyclic garbage collector does not track, so with
-thousands of runs in flight each run's guard costs it one object (`_LoopState`), not
-a deque, a dict and a pair per recent call as well."""
+A string, not a pair: with thousands of runs in flight, every container a run keeps,
+or makes anew per call, counts towards the cyclic garbage collector's next collection.
+So a run's guard is its `_LoopState` and one list of strings changed in place; a step
+of one distinct call (most steps) needs no dict for its verdict."""
 
 _PASSED, _WARNED, _STOPPED = 0, 1, 2
 _PERIODS = (2, 3)
@@ -107,14 +107,27 @@ class LoopGuard:
 class _LoopState:
     """What the guard remembers of one run."""
 
-    __slots__ = ("recent", "step", "step_verdicts", "stop_reason", "warned_step")
+    __slots__ = (
+        "recent",
+        "step",
+        "step_key",
+        "step_more",
+        "step_verdict",
+        "stop_reason",
+        "warned_step",
+    )
 
     def __init__(self) -> None:
-        self.recent: tuple[_Key, ...] = ()
-        """The last `window` calls, oldest first."""
+        self.recent: list[_Key] = []
+        """The last `window` calls, oldest first (changed in place: no new container per
+        call for the collector to count)."""
         self.step = -1
-        self.step_verdicts: dict[_Key, int] = {}
-        """The verdict on each distinct call of the current step."""
+        self.step_key: _Key | None = None
+        """The current step's first distinct call (most steps have only one) ..."""
+        self.step_verdict = _PASSED
+        """... and the verdict on it."""
+        self.step_more: dict[_Key, int] | None = None
+        """The verdicts on the step's other distinct calls (None while it has none)."""
         self.warned_step: int | None = None
         """The step whose call was answered with the warning (None until one was)."""
         self.stop_reason: str | None = None
@@ -126,12 +139,12 @@ class LoopGuardPolicy:
     `RunState.extra("loop_guard", ...)`."""
 
     kinds: ClassVar[frozenset[str]] = frozenset({"tool"})
-    __slots__ = ("_exempt", "_keep", "guard")
+    __slots__ = ("_exempt", "_window", "guard")
 
     def __init__(self, guard: LoopGuard) -> None:
         self.guard = guard
         self._exempt = guard.exempt
-        self._keep = 1 - guard.window  # how much of `recent` a new call keeps
+        self._window = guard.window
 
     def __call__(self, effect: ToolEffect, call_next: CallNext) -> Awaitable[Any]:
         # A plain function: a call that is no loop goes on without a frame of ours.
@@ -146,21 +159,36 @@ class LoopGuardPolicy:
             verdict = _STOPPED
         else:
             if state.step != run.step:
-                state.step = run.step
-                state.step_verdicts = {}
-            found = state.step_verdicts.get(key)
-            if found is None:
-                found = state.step_verdicts[key] = self._judge(state, key, run.step)
-            verdict = found
+                state.step, state.step_key, state.step_more = run.step, None, None
+            verdict = self._verdict(state, key, run.step)
         if verdict == _PASSED:
             return call_next(effect)
         if verdict == _WARNED:
             return _answer(ToolResult.of(call, _warning(self.guard, state, key), "error"))
         return _stop(LoopDetected(state.stop_reason or "the model kept repeating tool calls"))
 
+    def _verdict(self, state: _LoopState, key: _Key, step: int) -> int:
+        """The verdict on `key` in this step: judged once, shared by its repeats."""
+        if key == state.step_key:
+            return state.step_verdict
+        more = state.step_more
+        found = None if more is None else more.get(key)
+        if found is None:
+            found = self._judge(state, key, step)
+            if state.step_key is None:  # no container for a step of one distinct call
+                state.step_key, state.step_verdict = key, found
+            elif more is None:
+                state.step_more = {key: found}
+            else:
+                more[key] = found
+        return found
+
     def _judge(self, state: _LoopState, key: _Key, step: int) -> int:
         """Record `key` and say whether it completes a loop (and what to do about it)."""
-        recent = state.recent = (*state.recent[self._keep :], key)
+        recent = state.recent
+        recent.append(key)
+        if len(recent) > self._window:
+            del recent[0]
         if not _loops(self.guard, recent, key):
             return _PASSED
         if state.warned_step is None or state.warned_step == step:
@@ -175,7 +203,7 @@ class LoopGuardPolicy:
         return _STOPPED
 
 
-def _loops(guard: LoopGuard, recent: tuple[_Key, ...], key: _Key) -> bool:
+def _loops(guard: LoopGuard, recent: list[_Key], key: _Key) -> bool:
     """Whether `key`, just appended, completes a repeat or a cycle in `recent`."""
     if recent.count(key) >= guard.repeats:
         return True
@@ -199,7 +227,7 @@ def _loops(guard: LoopGuard, recent: tuple[_Key, ...], key: _Key) -> bool:
     return False
 
 
-def _cycle_of(guard: LoopGuard, recent: tuple[_Key, ...], key: _Key) -> list[str] | None:
+def _cycle_of(guard: LoopGuard, recent: list[_Key], key: _Key) -> list[str] | None:
     """The tool names of the cycle that `key` completed, if it was a cycle."""
     if not guard.cycles or recent.count(key) >= guard.repeats:
         return None
@@ -214,7 +242,7 @@ def _cycle_of(guard: LoopGuard, recent: tuple[_Key, ...], key: _Key) -> list[str
     return None
 
 
-def _describe(guard: LoopGuard, recent: tuple[_Key, ...], key: _Key) -> str:
+def _describe(guard: LoopGuard, recent: list[_Key], key: _Key) -> str:
     cycle = _cycle_of(guard, recent, key)
     if cycle is not None:
         return (
