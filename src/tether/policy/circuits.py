@@ -43,6 +43,10 @@ class BreakerStore(Protocol):
     """Where breaker state lives, keyed by target (`model:<name>`, `tool:<name>`).
 
     `cfg` is the `Breaker` config (a `CircuitConfig`). `now` is the policy's clock.
+
+    A store may also offer `closed(key) -> bool`, answered without waiting: True only
+    when `before_call` would return None and change nothing. The policy then skips
+    `before_call` (one coroutine less per call on the happy path).
     """
 
     async def before_call(self, key: str, now: float, cfg: CircuitConfig) -> float | None:
