@@ -282,6 +282,22 @@ class TestKeys:
             await other(model_effect(), call_next)
         assert call_next.calls == 0
 
+    async def test_closed_says_true_only_while_before_call_would_let_it_go_unchanged(
+        self, clock: FakeClock
+    ) -> None:
+        store = InMemoryBreakerStore()
+        cfg = Breaker(failures=2, cooldown=5.0, store=store, clock=clock)
+        policy = cfg.for_model("test:m")
+        assert store.closed(KEY)  # never failed
+        await fail(policy, Next(ModelTimeout("slow")))
+        assert store.closed(KEY)  # failed once: still closed
+        await fail(policy, Next(ModelTimeout("slow")))
+        assert not store.closed(KEY)  # open
+        clock.advance(5.0)
+        assert not store.closed(KEY)  # half-open: a probe must be counted
+        assert await policy(model_effect(), Next()) is RESPONSE
+        assert store.closed(KEY)  # the probe closed it
+
     async def test_a_shared_store_honours_each_configs_count(self, clock: FakeClock) -> None:
         store = InMemoryBreakerStore()
         strict = Breaker(failures=2, store=store, clock=clock)
