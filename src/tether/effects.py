@@ -173,14 +173,16 @@ class _ModelChain:
 
 def _tool_chain(tool: Tool, layers: ToolLayers) -> CallNext:
     """How calls to `tool` run: through its own policies, then its fallbacks if any."""
-    tiers = [
-        (t, compose(layers(t), "tool", functools.partial(_execute, t)))
-        for t in (tool, *tool.fallbacks)
-    ]
-    if len(tiers) > 1:
-        return _ToolChain(tiers)
-    handler = tiers[0][1]
-    if isinstance(handler, functools.partial) and handler.func is _execute:
+    if tool.fallbacks:
+        return _ToolChain(
+            [
+                (t, compose(layers(t), "tool", functools.partial(_execute, t)))
+                for t in (tool, *tool.fallbacks)
+            ]
+        )
+    direct = functools.partial(_execute, tool)
+    handler = compose(layers(tool), "tool", direct)
+    if handler is direct:
         return handler  # no policy of its own, so no open circuit to catch: no frame
     return functools.partial(_only, tool, handler)
 

@@ -81,15 +81,16 @@ _CREATED = (
 )
 _CREATE = runs.insert().values({name: sa.bindparam(name) for name in _CREATED})
 _THIS_RUN = runs.c.run_id == sa.bindparam("this_run")
-_FIRST_START = (
-    runs.update()
-    .where(_THIS_RUN, runs.c.started_at.is_(None))
-    .values(started_at=sa.bindparam("now"))
-)
 _START = (
     runs.update()
     .where(_THIS_RUN)
-    .values(status="running", executor_id=sa.bindparam("executor"), finished_at=None)
+    .values(
+        status="running",
+        executor_id=sa.bindparam("executor"),
+        started_at=sa.func.coalesce(runs.c.started_at, sa.bindparam("now")),
+        finished_at=None,
+    )
+    .returning(runs.c.started_at)
 )
 
 
@@ -152,11 +153,14 @@ class Runs:
             was interrupted), None if the run is not recorded (nothing changed).
         """
         with self._engine.begin() as connection:
-            first = connection.execute(_FIRST_START, {"this_run": run_id, "now": time.time()})
-            marked = connection.execute(_START, {"this_run": run_id, "executor": executor_id})
-            if marked.rowcount == 0:
+            now = time.time()
+            started_at = connection.execute(
+                _START, {"this_run": run_id, "executor": executor_id, "now": now}
+            ).scalar()
+            if started_at is None:
                 return None
-            return first.rowcount > 0
+            # First start: the time just written (a float, stored and read back exactly).
+            return bool(started_at == now)
 
     def finished(self, run_id: str, status: str, **values: Any) -> None:
         """Record how the run ended: its status, output or error, usage and cost."""
